@@ -1,0 +1,10 @@
+"""URL map: workspace pages, experiment pages, the REST API and the admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]

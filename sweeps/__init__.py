@@ -1,0 +1,1 @@
+"""Experiments, trials, history ingestion, sweeps, live events and the REST API."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("v1/", include("sweeps.api.urls")),
+    path("", include("sweeps.urls")),
+    path("", include("luminide.urls_workspace")),
 ]

@@ -1,0 +1,1 @@
+"""Training Monitor REST API, compatible with the SigOpt Python client."""

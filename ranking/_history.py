@@ -1,0 +1,242 @@
+"""Reading Luminide ``history.csv`` files into one normalised DataFrame.
+
+Layouts accepted (detected from the header line):
+
+1. ``,epoch,iter,train_loss,val_loss`` (a pandas index column first);
+2. the same plus ``epoch_val_loss``, with an epoch-end row where ``iter == -1``;
+3. ``index,epoch,sample_count,train_loss,val_loss,epoch_val_loss``;
+4. epoch-level files with one row per epoch, e.g. ``epoch,train_loss,val_loss``.
+
+The happy path is one call of pandas' C parser; only when it fails (or a sanity check on the
+result fails) a slow line-by-line pass runs to name the offending line and column.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from typing import IO, Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["HISTORY_COLUMNS", "read_history"]
+
+#: Columns of the frame returned by :func:`read_history` (``iter`` may be ``sample_count``).
+HISTORY_COLUMNS = ("epoch", "iter", "train_loss", "val_loss", "epoch_val_loss")
+
+_INDEX_NAMES = {"", "index", "Unnamed: 0"}
+_STEP_NAMES = ("iter", "sample_count")
+_FLOAT_NAMES = ("train_loss", "val_loss", "epoch_val_loss")
+_KNOWN = {"epoch", *_STEP_NAMES, *_FLOAT_NAMES}
+_NAN_WORDS = {"", "nan", "NaN", "NAN", "-nan", "NA", "N/A", "null", "NULL", "None"}
+
+
+def _source_name(source: object) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.path.basename(os.fspath(source)) or "history.csv"
+    name = getattr(source, "name", None)
+    if isinstance(name, str) and name:
+        return os.path.basename(name)
+    return "history.csv"
+
+
+def _read_text(source: str | os.PathLike[str] | IO[str]) -> str:
+    if isinstance(source, str | os.PathLike):
+        with open(source, encoding="utf-8", newline="") as fh:
+            return fh.read()
+    if hasattr(source, "read"):
+        text = source.read()
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return str(text)
+    raise TypeError(f"read_history expects a path or a text buffer, got {type(source).__name__}")
+
+
+def _parse_float(cell: str) -> float:
+    """Parse one cell like pandas would; raise ValueError for anything else."""
+    cell = cell.strip()
+    if cell in _NAN_WORDS:
+        return math.nan
+    return float(cell)  # accepts inf, -inf, Infinity, 1e-3
+
+
+def read_history(
+    source: str | os.PathLike[str] | IO[str],
+    *,
+    errors: Literal["raise", "skip"] = "raise",
+    line_offset: int = 0,
+) -> pd.DataFrame:
+    """Read a ``history.csv`` (any Luminide layout) into a normalised DataFrame.
+
+    Args:
+        source: A path, or a text buffer (anything with ``read()``), holding the header line
+            followed by data lines. A last line without a trailing newline is treated as
+            partly written and ignored (it is read next time, once complete).
+        errors: ``"raise"`` (default) raises on the first bad data line; ``"skip"`` drops bad
+            lines and lists one message per dropped line in ``df.attrs["warnings"]``.
+        line_offset: Added to the line numbers in messages, for callers that pass the header
+            plus newly appended lines of a growing file (line 2 of the buffer is reported as
+            line ``2 + line_offset``).
+
+    Returns:
+        A DataFrame with columns ``epoch`` (int64), ``iter`` or ``sample_count`` (int64,
+        whichever the file has; ``iter = -1`` is synthesised for epoch-level files),
+        ``train_loss``, ``val_loss`` and ``epoch_val_loss`` (float64, NaN where blank; a
+        column the file lacks is all NaN). ``df.attrs["warnings"]`` is a list of strings. A
+        header with no complete data line gives an empty frame with these columns.
+
+    Raises:
+        ValueError: The file is empty, the header lacks ``epoch`` or any validation column,
+            or (with ``errors="raise"``) a data line has the wrong number of fields, a
+            non-numeric cell or a missing/non-integer epoch or step. The message names the
+            file, the line and the column, e.g.
+            ``history.csv line 17, column val_loss: 'abc' is not a number``.
+    """
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+    name = _source_name(source)
+    text = _read_text(source)
+    end = text.rfind("\n")
+    if end < 0:
+        raise ValueError(f"{name}: empty file or incomplete header line (no newline)")
+    text = text[: end + 1]  # drop a partly written last line
+    header_end = text.find("\n")
+    header = [h.strip() for h in text[:header_end].rstrip("\r").split(",")]
+    if not any(h for h in header):
+        raise ValueError(f"{name} line 1: empty header")
+    _check_header(name, header)
+    step_cols = [c for c in _STEP_NAMES if c in header]
+    n_fields = len(header)
+    body = text[header_end + 1 :]
+
+    df = None
+    if body.strip():
+        df = _fast_parse(body, header, n_fields, step_cols)
+    warnings: list[str] = []
+    if df is None:
+        df, warnings = _slow_parse(name, body, header, step_cols, errors, line_offset)
+    out = _normalise(df, step_cols)
+    out.attrs["warnings"] = warnings
+    return out
+
+
+def _check_header(name: str, header: Sequence[str]) -> None:
+    cols = [h for i, h in enumerate(header) if not (i == 0 and h in _INDEX_NAMES)]
+    dup = sorted({c for c in cols if cols.count(c) > 1 and c in _KNOWN})
+    if dup:
+        raise ValueError(f"{name} line 1: duplicate column(s) {', '.join(dup)}")
+    missing = []
+    if "epoch" not in cols:
+        missing.append("epoch")
+    if "val_loss" not in cols and "epoch_val_loss" not in cols:
+        missing.append("val_loss (or epoch_val_loss)")
+    if missing:
+        raise ValueError(
+            f"{name} line 1: missing column(s) {', '.join(missing)}; header is "
+            f"{','.join(header)!r}, expected e.g. ',epoch,iter,train_loss,val_loss' or "
+            "'epoch,train_loss,val_loss'"
+        )
+
+
+def _fast_parse(
+    body: str, header: list[str], n_fields: int, step_cols: list[str]
+) -> pd.DataFrame | None:
+    """Parse with the C parser; return None when anything looks wrong."""
+    # pandas silently pads short rows and turns long ones into an index: count fields first.
+    lines = body.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    want = n_fields - 1
+    for line in lines:
+        if line.count(",") != want:
+            return None
+    wanted = [h for h in header if h in _KNOWN]
+    names = [f"_col{i}" if h not in _KNOWN else h for i, h in enumerate(header)]
+    try:
+        df = pd.read_csv(
+            io.StringIO(body),
+            header=None,
+            names=names,
+            usecols=wanted,
+            dtype=dict.fromkeys(wanted, "float64"),
+            engine="c",
+            skip_blank_lines=False,
+            keep_default_na=False,
+            na_values=sorted(_NAN_WORDS),
+        )
+    except (ValueError, pd.errors.ParserError):
+        return None
+    for col in ("epoch", *step_cols):
+        v = df[col].to_numpy()
+        if not (np.isfinite(v).all() and (v == np.round(v)).all()):
+            return None
+    return df
+
+
+def _slow_parse(
+    name: str,
+    body: str,
+    header: list[str],
+    step_cols: list[str],
+    errors: str,
+    line_offset: int,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Check every line, naming the first bad one (or skipping bad ones)."""
+    idx = {h: i for i, h in enumerate(header) if h in _KNOWN}
+    rows: dict[str, list[float]] = {h: [] for h in idx}
+    warnings: list[str] = []
+    lines = body.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for k, raw in enumerate(lines):
+        lineno = k + 2 + line_offset
+        line = raw.rstrip("\r")
+        msg = None
+        cells = line.split(",")
+        parsed: dict[str, float] = {}
+        if not line.strip():
+            continue  # blank lines carry nothing; pandas skips them too
+        if len(cells) != len(header):
+            msg = f"{name} line {lineno}: expected {len(header)} fields, found {len(cells)}"
+        else:
+            for col, i in idx.items():
+                cell = cells[i]
+                try:
+                    value = _parse_float(cell)
+                except ValueError:
+                    msg = f"{name} line {lineno}, column {col}: {cell.strip()!r} is not a number"
+                    break
+                if col in ("epoch", *step_cols) and not (
+                    math.isfinite(value) and value == round(value)
+                ):
+                    what = "missing" if math.isnan(value) else f"{cell.strip()!r} is not"
+                    msg = f"{name} line {lineno}, column {col}: {what} an integer".replace(
+                        "missing an integer", "missing value (an integer is required)"
+                    )
+                    break
+                parsed[col] = value
+        if msg is not None:
+            if errors == "raise":
+                raise ValueError(msg)
+            warnings.append(msg)
+            continue
+        for col in idx:
+            rows[col].append(parsed[col])
+    df = pd.DataFrame({c: np.asarray(v, dtype=np.float64) for c, v in rows.items()})
+    return df, warnings
+
+
+def _normalise(df: pd.DataFrame, step_cols: list[str]) -> pd.DataFrame:
+    n = len(df)
+    out: dict[str, np.ndarray] = {"epoch": df["epoch"].to_numpy(np.float64).astype(np.int64)}
+    if step_cols:
+        for c in step_cols:
+            out[c] = df[c].to_numpy(np.float64).astype(np.int64)
+    else:
+        out["iter"] = np.full(n, -1, dtype=np.int64)
+    for c in _FLOAT_NAMES:
+        out[c] = df[c].to_numpy(np.float64) if c in df.columns else np.full(n, np.nan)
+    return pd.DataFrame(out)

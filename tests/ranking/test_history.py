@@ -1,0 +1,137 @@
+"""Contract tests for history readers (subclass ``HistoryReaderContract`` per reader)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ranking import read_history
+
+LAYOUT1 = ",epoch,iter,train_loss,val_loss\n0,0,0,2.3,\n1,0,1,2.1,2.2\n2,1,0,1.9,\n3,1,1,1.8,1.9\n"
+LAYOUT2 = (
+    ",epoch,iter,train_loss,val_loss,epoch_val_loss\n"
+    "0,0,0,2.3,,\n1,0,1,2.1,2.2,\n2,0,-1,,,2.15\n3,1,0,1.9,,\n4,1,-1,,,1.95\n"
+)
+LAYOUT3 = (
+    "index,epoch,sample_count,train_loss,val_loss,epoch_val_loss\n"
+    "0,0,32,2.3,,\n1,0,64,2.1,2.2,\n2,0,64,,,2.15\n"
+)
+EPOCHS = "epoch,train_loss,val_loss\n1,2.0,2.1\n2,1.5,1.7\n3,1.2,1.6\n"
+
+
+class HistoryReaderContract:
+    """What every history reader must do; subclasses set ``read``."""
+
+    read: Callable[..., pd.DataFrame]
+
+    def _read(self, text: str, **kw: object) -> pd.DataFrame:
+        return type(self).read(io.StringIO(text), **kw)
+
+    @pytest.mark.parametrize("text", [LAYOUT1, LAYOUT2, LAYOUT3, EPOCHS])
+    def test_columns_and_dtypes(self, text: str) -> None:
+        df = self._read(text)
+        assert df.columns[0] == "epoch"
+        assert df["epoch"].dtype == np.int64
+        for c in ("train_loss", "val_loss", "epoch_val_loss"):
+            assert df[c].dtype == np.float64
+        assert ("iter" in df.columns) != ("sample_count" in df.columns)
+        assert df.attrs["warnings"] == []
+
+    def test_layout2_epoch_end_rows(self) -> None:
+        df = self._read(LAYOUT2)
+        assert df.loc[df["iter"] == -1, "epoch_val_loss"].tolist() == [2.15, 1.95]
+
+    def test_layout3_keeps_sample_count(self) -> None:
+        df = self._read(LAYOUT3)
+        assert df["sample_count"].tolist() == [32, 64, 64]
+
+    def test_epoch_level_synthesises_iter(self) -> None:
+        df = self._read(EPOCHS)
+        assert df["iter"].tolist() == [-1, -1, -1]
+        assert df["val_loss"].tolist() == [2.1, 1.7, 1.6]
+        assert df["epoch_val_loss"].isna().all()
+
+    def test_partial_last_line_is_ignored(self) -> None:
+        df = self._read(LAYOUT1 + "4,2,0,1.")
+        assert len(df) == 4
+
+    def test_nan_inf_and_blank(self) -> None:
+        df = self._read("epoch,train_loss,val_loss\n1,inf,nan\n2,,-inf\n3,NaN,\n")
+        assert math.isinf(df["train_loss"][0]) and math.isnan(df["val_loss"][0])
+        assert math.isnan(df["train_loss"][1]) and df["val_loss"][1] == -math.inf
+        assert df["val_loss"].isna().tolist() == [True, False, True]
+
+    def test_header_only_gives_empty_frame(self) -> None:
+        df = self._read(",epoch,iter,train_loss,val_loss\n")
+        assert len(df) == 0 and "epoch_val_loss" in df.columns
+
+    def test_empty_file_raises(self) -> None:
+        with pytest.raises(ValueError, match="empty"):
+            self._read("")
+
+    def test_wrong_columns_raise(self) -> None:
+        with pytest.raises(ValueError, match=r"line 1: missing column\(s\) epoch"):
+            self._read("step,loss\n1,2\n")
+
+    def test_bad_cell_names_line_and_column(self) -> None:
+        text = LAYOUT1 + "4,2,0,1.7,abc\n"
+        with pytest.raises(ValueError, match=r"history.csv line 6, column val_loss: 'abc'"):
+            self._read(text)
+
+    def test_wrong_field_count(self) -> None:
+        with pytest.raises(ValueError, match=r"line 3: expected 5 fields, found 6"):
+            self._read(",epoch,iter,train_loss,val_loss\n0,0,0,2,\n1,0,1,2,3,4\n")
+        with pytest.raises(ValueError, match=r"line 2: expected 5 fields, found 4"):
+            self._read(",epoch,iter,train_loss,val_loss\n0,0,0,2\n")
+
+    def test_non_integer_epoch(self) -> None:
+        with pytest.raises(ValueError, match=r"line 2, column epoch: '1.5' is not an integer"):
+            self._read("epoch,val_loss\n1.5,2\n")
+        with pytest.raises(ValueError, match=r"line 2, column epoch: missing"):
+            self._read("epoch,val_loss\n,2\n")
+
+    def test_skip_mode_and_line_offset(self) -> None:
+        text = ",epoch,iter,train_loss,val_loss\n0,0,0,x,\n1,0,1,2.1,2.2\n"
+        df = self._read(text, errors="skip", line_offset=100)
+        assert len(df) == 1
+        assert df.attrs["warnings"] == [
+            "history.csv line 102, column train_loss: 'x' is not a number"
+        ]
+
+    def test_bad_errors_argument(self) -> None:
+        with pytest.raises(ValueError, match="errors"):
+            self._read(LAYOUT1, errors="ignore")
+
+
+class TestReadHistory(HistoryReaderContract):
+    read = staticmethod(read_history)
+
+    def test_path_and_file_name_in_message(self, tmp_path: Path) -> None:
+        p = tmp_path / "run7.csv"
+        p.write_text("epoch,val_loss\n1,0.5\n2,zz\n")
+        with pytest.raises(ValueError, match=r"run7.csv line 3, column val_loss"):
+            read_history(p)
+        p.write_text(EPOCHS)
+        assert len(read_history(str(p))) == 3
+
+    def test_crlf(self) -> None:
+        df = read_history(io.StringIO(EPOCHS.replace("\n", "\r\n")))
+        assert df["val_loss"].tolist() == [2.1, 1.7, 1.6]
+
+    def test_large_file_is_fast(self) -> None:
+        import time
+
+        rows = "".join(
+            f"{i},{i // 100},{i % 100},1.0,{'0.5' if i % 10 == 0 else ''}\n" for i in range(50_000)
+        )
+        text = ",epoch,iter,train_loss,val_loss\n" + rows
+        t = time.perf_counter()
+        df = read_history(io.StringIO(text))
+        assert len(df) == 50_000
+        assert time.perf_counter() - t < 1.0

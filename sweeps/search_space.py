@@ -1,0 +1,219 @@
+"""``config.yaml`` and ``sweep.yaml``: parsing, validation, mapping onto Optuna distributions.
+
+Every error is a :class:`YamlFileError` whose message names the file, the line and the
+parameter, so the editor and the sweep form can show it as is.
+
+``sweep.yaml`` forms (W&B-style names; min/max written with a decimal point are real-valued,
+otherwise integer):
+
+* ``{values: [a, b]}`` — categorical;
+* ``{value: x}`` — fixed, not searched;
+* ``{distribution: uniform | int_uniform, min, max}``;
+* ``{distribution: log_uniform | log_uniform_values, min, max}`` — min/max are the values
+  themselves (both names accepted), sampled on a log scale;
+* ``{distribution: q_uniform, min, max, q}`` — quantised to multiples of ``q`` from min.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+SCALAR_TYPES = (str, int, float, bool, type(None))
+DISTRIBUTIONS = {
+    "uniform",
+    "int_uniform",
+    "log_uniform",
+    "log_uniform_values",
+    "q_uniform",
+}
+
+
+class YamlFileError(ValueError):
+    """A config/sweep file that cannot be used; the message names file, line and field."""
+
+    def __init__(self, filename: str, line: int | None, message: str) -> None:
+        self.filename = filename
+        self.line = line
+        self.detail = message
+        where = f"{filename} line {line}" if line else filename
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The parsed ``sweep.yaml``: searched distributions and fixed values."""
+
+    distributions: dict[str, BaseDistribution]
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def trial_config(self, defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """The full config a trial runs with: defaults, then fixed values, then samples."""
+        return {**defaults, **self.fixed, **params}
+
+
+def _compose(text: str, filename: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise YamlFileError(filename, line, str(exc.problem or exc)) from None
+    except yaml.YAMLError as exc:
+        raise YamlFileError(filename, None, str(exc)) from None
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _construct(node: yaml.Node) -> Any:
+    return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
+
+
+def parse_config_yaml(text: str, filename: str = "config.yaml") -> dict[str, Any]:
+    """Parse a flat ``config.yaml`` (hyperparameter name → scalar or list of scalars)."""
+    root = _compose(text, filename)
+    if root is None:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        raise YamlFileError(filename, _line(root), "must be a mapping of name: value")
+    config: dict[str, Any] = {}
+    for key_node, value_node in root.value:
+        key = _construct(key_node)
+        if not isinstance(key, str):
+            raise YamlFileError(filename, _line(key_node), f"key {key!r} must be a string")
+        if key in config:
+            raise YamlFileError(filename, _line(key_node), f"'{key}' is defined twice")
+        value = _construct(value_node)
+        flat_list = isinstance(value, list) and all(isinstance(v, SCALAR_TYPES) for v in value)
+        if not (isinstance(value, SCALAR_TYPES) or flat_list):
+            raise YamlFileError(
+                filename, _line(value_node), f"'{key}' must be a number, string, bool or list"
+            )
+        config[key] = value
+    return config
+
+
+def _number(value: Any) -> int | float | None:
+    """YAML 1.1 reads ``1e-4`` as a string; accept it as the real number users meant."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _parse_parameter(name: str, spec: Any, line: int, filename: str) -> BaseDistribution | Any:
+    def fail(message: str) -> YamlFileError:
+        return YamlFileError(filename, line, f"parameter '{name}': {message}")
+
+    if not isinstance(spec, dict):
+        raise fail("must be a mapping such as {values: [...]} or {distribution: ..., min, max}")
+    if "value" in spec:
+        if len(spec) > 1:
+            raise fail("'value' fixes the parameter and takes no other keys")
+        return _Fixed(spec["value"])
+    if "values" in spec:
+        values = spec["values"]
+        extra = set(spec) - {"values", "distribution"}
+        if extra or spec.get("distribution", "categorical") != "categorical":
+            raise fail(f"'values' takes no other keys (got {', '.join(sorted(extra))})")
+        if not isinstance(values, list) or not values:
+            raise fail("'values' must be a non-empty list")
+        if not all(isinstance(v, SCALAR_TYPES) for v in values):
+            raise fail("'values' may only hold numbers, strings, booleans or null")
+        if len(set(map(repr, values))) != len(values):
+            raise fail("'values' has duplicates")
+        return CategoricalDistribution(values)
+
+    kind = spec.get("distribution")
+    if kind is None:
+        raise fail("needs 'values', 'value' or 'distribution'")
+    if kind not in DISTRIBUTIONS:
+        raise fail(f"unknown distribution '{kind}' (use one of {', '.join(sorted(DISTRIBUTIONS))})")
+    allowed = {"distribution", "min", "max"} | ({"q"} if kind == "q_uniform" else set())
+    unknown = set(spec) - allowed
+    if unknown:
+        raise fail(f"unknown key(s) {', '.join(sorted(unknown))} for {kind}")
+    for key in ("min", "max"):
+        if key not in spec:
+            raise fail(f"'{key}' is required for {kind}")
+    low, high = _number(spec["min"]), _number(spec["max"])
+    if low is None or high is None:
+        raise fail("'min' and 'max' must be numbers")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise fail("'min' and 'max' must be finite")
+    if low >= high:
+        raise fail(f"'min' ({low}) must be less than 'max' ({high})")
+
+    integer = kind == "int_uniform" or (isinstance(low, int) and isinstance(high, int))
+    log = kind in ("log_uniform", "log_uniform_values")
+    if log and low <= 0:
+        raise fail(f"'min' must be > 0 for {kind} (got {low})")
+    step: int | float | None = None
+    if kind == "q_uniform":
+        q = _number(spec.get("q"))
+        if q is None or q <= 0:
+            raise fail("'q' must be a positive number")
+        integer = integer and float(q).is_integer()
+        step = int(q) if integer else float(q)
+        if (high - low) / step < 1:
+            raise fail(f"'q' ({q}) is larger than max - min")
+    if integer:
+        if not (float(low).is_integer() and float(high).is_integer()):
+            raise fail("int_uniform needs whole-number 'min' and 'max'")
+        return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+    return FloatDistribution(float(low), float(high), log=log, step=step)
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    value: Any
+
+
+def parse_sweep_yaml(text: str, filename: str = "sweep.yaml") -> SearchSpace:
+    """Parse ``sweep.yaml`` into Optuna distributions; raise :class:`YamlFileError`."""
+    root = _compose(text, filename)
+    if root is None:
+        raise YamlFileError(filename, None, "is empty; it needs a 'parameters' mapping")
+    if not isinstance(root, yaml.MappingNode):
+        raise YamlFileError(filename, _line(root), "must be a mapping with 'parameters'")
+    sections = {_construct(k): (k, v) for k, v in root.value}
+    if "parameters" not in sections:
+        raise YamlFileError(filename, _line(root), "needs a 'parameters' mapping")
+    key_node, params_node = sections["parameters"]
+    if not isinstance(params_node, yaml.MappingNode) or not params_node.value:
+        raise YamlFileError(filename, _line(key_node), "'parameters' must be a non-empty mapping")
+
+    distributions: dict[str, BaseDistribution] = {}
+    fixed: dict[str, Any] = {}
+    for name_node, spec_node in params_node.value:
+        name = _construct(name_node)
+        line = _line(name_node)
+        if not isinstance(name, str) or not name:
+            raise YamlFileError(filename, line, f"parameter name {name!r} must be a string")
+        if name in distributions or name in fixed:
+            raise YamlFileError(filename, line, f"parameter '{name}' is defined twice")
+        parsed = _parse_parameter(name, _construct(spec_node), line, filename)
+        if isinstance(parsed, _Fixed):
+            fixed[name] = parsed.value
+        else:
+            distributions[name] = parsed
+    if not distributions:
+        raise YamlFileError(filename, _line(key_node), "no parameter is searched")
+    return SearchSpace(distributions=distributions, fixed=fixed)

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml
+
+DEMO_SWEEP = """\
+parameters:
+  arch:       {values: [small, wide]}
+  lr:         {distribution: log_uniform, min: 0.0001, max: 0.1}
+  batch_size: {distribution: q_uniform, min: 8, max: 64, q: 8}
+  dropout:    {distribution: uniform, min: 0.0, max: 0.5}
+  epochs:     {value: 30}
+"""
+
+
+def test_every_form_maps_onto_optuna():
+    space = parse_sweep_yaml(DEMO_SWEEP)
+    assert space.distributions == {
+        "arch": CategoricalDistribution(["small", "wide"]),
+        "lr": FloatDistribution(0.0001, 0.1, log=True),
+        "batch_size": IntDistribution(8, 64, step=8),
+        "dropout": FloatDistribution(0.0, 0.5),
+    }
+    assert space.fixed == {"epochs": 30}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("{distribution: uniform, min: 1, max: 5}", IntDistribution(1, 5)),
+        ("{distribution: uniform, min: 1.0, max: 5}", FloatDistribution(1.0, 5.0)),
+        ("{distribution: int_uniform, min: 2, max: 9}", IntDistribution(2, 9)),
+        (
+            "{distribution: log_uniform_values, min: 1e-5, max: 1e-1}",
+            FloatDistribution(1e-5, 0.1, log=True),
+        ),
+        ("{distribution: log_uniform, min: 16, max: 256}", IntDistribution(16, 256, log=True)),
+        (
+            "{distribution: q_uniform, min: 0.0, max: 1.0, q: 0.25}",
+            FloatDistribution(0.0, 1.0, step=0.25),
+        ),
+        ("{values: [1, 2.5, true]}", CategoricalDistribution([1, 2.5, True])),
+    ],
+)
+def test_integer_unless_a_decimal_point_and_aliases(spec, expected):
+    assert parse_sweep_yaml(f"parameters:\n  p: {spec}\n").distributions["p"] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        (
+            "parameters:\n  lr: {distribution: log_uniform, min: 0.1, max: 0.001}\n",
+            2,
+            "'min' (0.1) must be less than 'max'",
+        ),
+        (
+            "parameters:\n  a: {values: [1]}\n  lr: {distribution: log_uniform, min: 0, max: 1.0}\n",
+            3,
+            "parameter 'lr': 'min' must be > 0",
+        ),
+        (
+            "parameters:\n  lr: {distribution: gaussian, min: 0, max: 1}\n",
+            2,
+            "unknown distribution 'gaussian'",
+        ),
+        ("parameters:\n  lr: {distribution: uniform, max: 1.0}\n", 2, "'min' is required"),
+        ("parameters:\n  lr: {distribution: uniform, min: a, max: 1.0}\n", 2, "must be numbers"),
+        (
+            "parameters:\n  bs: {distribution: q_uniform, min: 8, max: 64}\n",
+            2,
+            "'q' must be a positive number",
+        ),
+        (
+            "parameters:\n  bs: {distribution: q_uniform, min: 8, max: 64, q: 128}\n",
+            2,
+            "larger than max - min",
+        ),
+        ("parameters:\n  arch: {values: []}\n", 2, "non-empty list"),
+        ("parameters:\n  arch: {values: [a, a]}\n", 2, "duplicates"),
+        ("parameters:\n  arch: [small, wide]\n", 2, "must be a mapping"),
+        (
+            "parameters:\n  lr: {min: 0.1, max: 1.0}\n",
+            2,
+            "needs 'values', 'value' or 'distribution'",
+        ),
+        (
+            "parameters:\n  lr: {distribution: uniform, min: 0.0, max: 1.0, stepp: 2}\n",
+            2,
+            "unknown key(s) stepp",
+        ),
+        ("parameters:\n  a: {values: [1, 2]}\n  a: {values: [3]}\n", 3, "defined twice"),
+        ("parameters:\n  a: {value: 1}\n", 1, "no parameter is searched"),
+        ("params:\n  a: {values: [1]}\n", 1, "needs a 'parameters' mapping"),
+        (
+            "parameters:\n  lr: {distribution: uniform, min: 0.0, max: 1.0\n",
+            3,
+            "expected ',' or '}'",
+        ),
+    ],
+)
+def test_errors_name_line_and_parameter(text, line, fragment):
+    with pytest.raises(YamlFileError) as excinfo:
+        parse_sweep_yaml(text)
+    assert excinfo.value.line == line
+    assert fragment in str(excinfo.value)
+    assert str(excinfo.value).startswith(f"sweep.yaml line {line}:")
+
+
+def test_empty_sweep_file_is_refused():
+    with pytest.raises(YamlFileError, match=r"sweep\.yaml: is empty"):
+        parse_sweep_yaml("")
+
+
+def test_sampled_values_respect_the_space():
+    space = parse_sweep_yaml(DEMO_SWEEP)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask(space.distributions)
+        config = space.trial_config({"lr": 0.01, "epochs": 5, "seed": 1}, trial.params)
+        assert config["arch"] in ("small", "wide")
+        assert 1e-4 <= config["lr"] <= 0.1
+        assert config["batch_size"] % 8 == 0 and 8 <= config["batch_size"] <= 64
+        assert config["epochs"] == 30 and config["seed"] == 1
+        study.tell(trial, config["lr"])
+    assert math.isfinite(study.best_value)
+
+
+def test_config_yaml_flat_mapping():
+    assert parse_config_yaml("lr: 0.01\narch: small\nsizes: [1, 2]\n") == {
+        "lr": 0.01,
+        "arch": "small",
+        "sizes": [1, 2],
+    }
+    assert parse_config_yaml("") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("lr: 0.01\nlr: 0.02\n", 2, "'lr' is defined twice"),
+        ("lr: 0.01\nopt:\n  name: adam\n", 3, "'opt' must be a number, string, bool or list"),
+        ("- 1\n- 2\n", 1, "must be a mapping"),
+        ("lr: [0.1\n", 2, "expected ',' or ']'"),
+        ("lr: 0.01\n  bad indent: 1\n", 2, "mapping values are not allowed here"),
+    ],
+)
+def test_config_errors_name_the_line(text, line, fragment):
+    with pytest.raises(YamlFileError) as excinfo:
+        parse_config_yaml(text)
+    assert excinfo.value.line == line
+    assert fragment in str(excinfo.value)

@@ -1,0 +1,271 @@
+"""Workspace pages: projects, the IDE (file tree, editor, file API), nodes, API tokens.
+
+Views are thin. Every view that touches a project goes through ``_get_project_for_user``,
+which answers 404 for projects the user neither owns nor collaborates on.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import plotly
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from luminide import files
+from luminide.models import ApiToken, ComputeNode, Project
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
+EDITOR_MODES = {
+    ".py": "python",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".sh": "shell",
+}
+
+
+def _get_project_for_user(request: HttpRequest, slug: str) -> Project:
+    """The project ``slug`` if the user owns it or collaborates on it, else 404."""
+    return get_object_or_404(Project.objects.for_user(request.user), slug=slug)
+
+
+def code_templates() -> list[dict]:
+    """Code templates shipped in ``luminide/code_templates/``: name and a one-line summary
+    (first line of the template's README, else of its ``train.py`` docstring)."""
+    from luminide.workspace import TEMPLATES_DIR, list_templates
+
+    found = []
+    for name in list_templates():
+        folder = TEMPLATES_DIR / name
+        summary = ""
+        for candidate in ("README.md", "README.txt", "README", "train.py"):
+            path = folder / candidate
+            if not path.is_file():
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if candidate == "train.py":
+                try:
+                    text = ast.get_docstring(ast.parse(text)) or ""
+                except SyntaxError:
+                    text = ""
+            for line in text.splitlines():
+                line = line.strip().lstrip("#").strip()
+                if line:
+                    summary = line
+                    break
+            if summary:
+                break
+        found.append({"name": name, "summary": summary})
+    return found
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("project_list")
+
+
+@login_required
+def project_list(request: HttpRequest) -> HttpResponse:
+    """Projects the user can open, and the form to create one from a code template."""
+    templates = code_templates()
+    form = {"slug": "", "name": "", "template": templates[0]["name"] if templates else ""}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = {key: request.POST.get(key, "").strip() for key in ("slug", "name", "template")}
+        if not SLUG_RE.match(form["slug"]):
+            errors["slug"] = (
+                "Use lowercase letters, digits and dashes (start with a letter or digit)."
+            )
+        elif Project.objects.filter(slug=form["slug"]).exists():
+            errors["slug"] = "A project with this slug already exists."
+        if form["template"] not in {t["name"] for t in templates}:
+            errors["template"] = "Choose one of the code templates."
+        if not errors:
+            from luminide.workspace import create_project
+
+            try:
+                project = create_project(
+                    request.user, form["slug"], form["name"] or form["slug"], form["template"]
+                )
+            except ValueError as exc:
+                field, _, message = str(exc).partition(": ")
+                errors[field if field in ("slug", "template") else "slug"] = message or str(exc)
+            else:
+                messages.success(request, f"Project {project.slug} created.")
+                return redirect("project_ide", slug=project.slug)
+    projects = (
+        Project.objects.for_user(request.user)
+        .select_related("owner")
+        .annotate(
+            n_experiments=Count("experiments", distinct=True),
+            n_running=Count(
+                "experiments",
+                filter=Q(experiments__state__in=["queued", "running"]),
+                distinct=True,
+            ),
+        )
+    )
+    return render(
+        request,
+        "luminide/project_list.html",
+        {"projects": projects, "templates": templates, "form": form, "errors": errors},
+        status=400 if errors else 200,
+    )
+
+
+@login_required
+def project_ide(request: HttpRequest, slug: str) -> HttpResponse:
+    """The IDE page: file tree, editor, Run Experiment panel."""
+    project = _get_project_for_user(request, slug)
+    experiments = list(
+        project.experiments.select_related("project").prefetch_related("trials__node")[:8]
+    )
+    return render(
+        request,
+        "luminide/ide.html",
+        {"project": project, "experiments": experiments, "nav": "projects"},
+    )
+
+
+@login_required
+@require_GET
+def file_tree(request: HttpRequest, slug: str) -> JsonResponse:
+    project = _get_project_for_user(request, slug)
+    return JsonResponse({"tree": files.tree(project.code_dir)})
+
+
+@login_required
+@require_GET
+def file_open(request: HttpRequest, slug: str) -> JsonResponse:
+    project = _get_project_for_user(request, slug)
+    rel = request.GET.get("path", "")
+    try:
+        path = files.resolve_inside(project.code_dir, rel)
+        content = files.read_text(path)
+    except (files.UnsafePath, files.NotText) as exc:
+        return JsonResponse({"error": str(exc), "path": rel}, status=400)
+    return JsonResponse(
+        {"path": rel, "content": content, "mode": EDITOR_MODES.get(path.suffix.lower(), "text")}
+    )
+
+
+@login_required
+@require_POST
+def file_save(request: HttpRequest, slug: str) -> JsonResponse:
+    """Save a text file in ``code/``; YAML configs are validated first and refused whole."""
+    project = _get_project_for_user(request, slug)
+    try:
+        body = json.loads(request.body)
+        rel = str(body["path"])
+        content = body["content"]
+        if not isinstance(content, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"error": "expected JSON {path, content}"}, status=400)
+    if len(content.encode("utf-8")) > files.MAX_EDIT_BYTES:
+        return JsonResponse({"error": "file is too large for the editor"}, status=400)
+    try:
+        path = files.resolve_inside(project.code_dir, rel, must_exist=False)
+    except files.UnsafePath as exc:
+        return JsonResponse({"error": str(exc), "path": rel}, status=400)
+    if path.is_dir():
+        return JsonResponse({"error": "is a folder", "path": rel}, status=400)
+    if path.name in files.YAML_VALIDATED:
+        problem = files.validate_yaml(path.name, content)
+        if problem is not None:
+            return JsonResponse(
+                {"error": f"{path.name} not saved: {problem}", "path": rel, **problem.as_dict()},
+                status=400,
+            )
+    files.write_text_atomic(path, content)
+    return JsonResponse({"ok": True, "path": rel, "size": path.stat().st_size})
+
+
+@login_required
+def nodes(request: HttpRequest) -> HttpResponse:
+    """Compute nodes (Celery workers on the gpu queue) and what each is running."""
+    node_list = list(ComputeNode.objects.all())
+    from sweeps.models import Trial
+
+    running = (
+        Trial.objects.filter(state="running", node__isnull=False)
+        .select_related("experiment__project")
+        .order_by("-started_at")
+    )
+    visible = set(Project.objects.for_user(request.user).values_list("pk", flat=True))
+    by_node: dict[int, list] = {}
+    for trial in running:
+        by_node.setdefault(trial.node_id, []).append(trial)
+    timeout = _node_timeout_seconds()
+    now = timezone.now()
+    rows = []
+    for node in node_list:
+        age = (now - node.last_heartbeat).total_seconds()
+        stale = node.state != ComputeNode.State.OFFLINE and age > timeout
+        rows.append(
+            {
+                "node": node,
+                "stale": stale,
+                "age": age,
+                "trials": [
+                    t for t in by_node.get(node.pk, []) if t.experiment.project_id in visible
+                ],
+            }
+        )
+    return render(request, "luminide/nodes.html", {"rows": rows, "nav": "nodes"})
+
+
+def _node_timeout_seconds() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "LUMINIDE_NODE_TIMEOUT_SECONDS", 45))
+
+
+@login_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    """The user's API tokens; a new token's raw value is shown once, right after creation."""
+    raw = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()[:100]
+        _token, raw = ApiToken.issue(request.user, name=name)
+    token_list = ApiToken.objects.filter(user=request.user)
+    return render(
+        request,
+        "luminide/tokens.html",
+        {
+            "tokens": token_list,
+            "raw_token": raw,
+            "api_url": request.build_absolute_uri("/v1"),
+            "nav": "tokens",
+        },
+    )
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        messages.info(request, f"Token {token.prefix}… revoked.")
+    return redirect("tokens")
+
+
+@require_GET
+def plotly_js(request: HttpRequest) -> FileResponse:
+    """plotly.min.js straight from the installed ``plotly`` package (no copy, no CDN)."""
+    path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise Http404("plotly.min.js is not installed")
+    response = FileResponse(path.open("rb"), content_type="text/javascript")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

@@ -1,0 +1,307 @@
+/* Experiment page: live charts, live log and status over a websocket, with HTTP re-sync.
+ *
+ * Websocket messages are hints and deltas (at-most-once). Every message carries a cursor;
+ * on connect, on reconnect and whenever a message does not continue from our cursor, the
+ * page re-syncs over HTTP with ?after=<cursor>. While the socket is down and the run is
+ * active, the page polls the same endpoints, so no point is ever lost.
+ */
+(function () {
+  "use strict";
+
+  const root = document.getElementById("experiment");
+  if (!root) return;
+  const C = window.LuminideCharts;
+  const ACTIVE = new Set(["queued", "running"]);
+
+  const state = {
+    expState: root.dataset.state,
+    trial: 0,
+    store: new C.HistoryStore(),
+    logCursor: 0,
+    socket: null,
+    backoff: 500,
+    syncing: null,
+    resyncAgain: false,
+    drawPending: false,
+    pollTimer: null,
+  };
+
+  const lossEl = document.getElementById("chart-loss");
+  const epochEl = document.getElementById("chart-epoch");
+  const logEl = document.getElementById("log");
+  const followEl = document.getElementById("log-follow");
+  const connEl = document.getElementById("conn");
+
+  // ---------------------------------------------------------------- drawing
+  function scheduleDraw() {
+    if (state.drawPending) return;
+    state.drawPending = true;
+    requestAnimationFrame(() => {
+      state.drawPending = false;
+      const s = state.store;
+      if (s.train.length || s.val.length || s.epochs.size) C.draw(lossEl, C.lossFigure(s, { uirevision: "loss" }));
+      if (s.epochs.size) C.draw(epochEl, C.epochFigure(s, { uirevision: "epoch" }));
+      lossEl.dataset.points = String(s.train.length + s.val.length);
+      epochEl.dataset.points = String(s.epochs.size);
+    });
+  }
+
+  // ---------------------------------------------------------------- status
+  function setText(id, value) {
+    const el = document.getElementById(id);
+    if (el && value !== undefined && value !== null) el.textContent = value;
+  }
+  function fmt(v) {
+    if (v === null || v === undefined) return "—";
+    if (v === "inf" || v === "-inf" || v === "nan") return "diverged";
+    const f = Number(v);
+    return Number.isFinite(f) ? Number(f.toPrecision(4)).toString() : String(v);
+  }
+
+  function updateExperiment(exp) {
+    if (!exp) return;
+    const previous = state.expState;
+    if (exp.state) {
+      state.expState = exp.state;
+      root.dataset.state = exp.state;
+      const badge = document.querySelector("#exp-state .badge");
+      if (badge) {
+        badge.className = "badge badge-" + exp.state;
+        badge.innerHTML = (exp.state === "running" ? '<span class="pulse"></span>' : "") + exp.state[0].toUpperCase() + exp.state.slice(1);
+      }
+      if (!ACTIVE.has(exp.state)) {
+        const cancel = document.getElementById("cancel-form");
+        if (cancel) cancel.remove();
+      }
+    }
+    if (exp.failure_reason && exp.state === "failed") {
+      document.getElementById("failure").hidden = false;
+      setText("failure-reason", exp.failure_reason);
+    }
+    const dur = document.getElementById("stat-duration");
+    if (exp.started_at) {
+      dur.dataset.started = exp.started_at;
+      setText("stat-started", new Date(exp.started_at).toLocaleString());
+    }
+    if (exp.finished_at) dur.dataset.finished = exp.finished_at;
+    if (previous && ACTIVE.has(previous) && exp.state && !ACTIVE.has(exp.state)) onFinished();
+  }
+
+  function updateTrial(t) {
+    if (!t || (t.number !== undefined && t.number !== state.trial)) return;
+    if (t.node !== undefined) setText("stat-node", t.node || "—");
+    if (t.epochs_done !== undefined) setText("stat-epochs", t.epochs_done);
+    if (t.best_val_loss !== undefined) setText("stat-best", fmt(t.best_val_loss));
+    if (t.score !== undefined) setText("stat-score", fmt(t.score));
+    if (t.rows_stored !== undefined) setText("stat-rows", t.rows_stored);
+  }
+
+  function tickDuration() {
+    const el = document.getElementById("stat-duration");
+    if (!el.dataset.started) return;
+    const start = Date.parse(el.dataset.started);
+    const end = el.dataset.finished ? Date.parse(el.dataset.finished) : Date.now();
+    if (!Number.isFinite(start)) return;
+    let s = Math.max(0, Math.round((end - start) / 1000));
+    const m = Math.floor(s / 60);
+    s = s % 60;
+    el.textContent = m < 60 ? (m ? m + "m " + String(s).padStart(2, "0") + "s" : s + "s") : Math.floor(m / 60) + "h " + String(m % 60).padStart(2, "0") + "m";
+  }
+  setInterval(tickDuration, 1000);
+
+  async function onFinished() {
+    // Last re-sync, then refresh the server-rendered parts (output files).
+    await resync();
+    try {
+      const html = await (await fetch(location.href, { headers: { Accept: "text/html" } })).text();
+      const doc = new DOMParser().parseFromString(html, "text/html");
+      const fresh = doc.getElementById("output-files");
+      const freshCard = fresh ? fresh.closest(".card") : null;
+      const current = document.querySelector("#output-files, .stack .card:nth-child(2) .empty");
+      const card = current ? current.closest(".card") : null;
+      if (freshCard && card) card.replaceWith(freshCard);
+      const freshStats = doc.querySelector(".stats");
+      if (freshStats) document.querySelector(".stats").replaceWith(freshStats);
+    } catch (e) {
+      /* the page still shows live data; files appear on reload */
+    }
+  }
+
+  // ---------------------------------------------------------------- log
+  function appendLog(text) {
+    if (!text) return;
+    const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
+    logEl.append(document.createTextNode(text));
+    // Keep the DOM bounded on chatty runs.
+    if (logEl.textContent.length > 400000) logEl.textContent = logEl.textContent.slice(-300000);
+    if (followEl.checked || atBottom) logEl.scrollTop = logEl.scrollHeight;
+  }
+
+  function applyLog(msg) {
+    const text = msg.text !== undefined ? msg.text : Array.isArray(msg.lines) ? msg.lines.map((l) => l + "\n").join("") : "";
+    const start = msg.after !== undefined ? msg.after : msg.offset;
+    const cursor = msg.cursor;
+    if (start !== undefined && start !== null && start !== state.logCursor) {
+      if (start > state.logCursor) return "gap";
+      if (cursor !== undefined && cursor <= state.logCursor) return "stale";
+    }
+    appendLog(text);
+    if (cursor !== undefined && cursor !== null) state.logCursor = cursor;
+    return "ok";
+  }
+
+  // ---------------------------------------------------------------- HTTP re-sync
+  async function fetchJSON(url) {
+    const resp = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+    if (!resp.ok) throw new Error(url + ": HTTP " + resp.status);
+    return resp.json();
+  }
+
+  async function syncHistory() {
+    const after = state.store.cursor;
+    const url = root.dataset.historyUrl + "?trial=" + state.trial + (after === null ? "" : "&after=" + after);
+    const data = await fetchJSON(url);
+    updateExperiment(data.experiment);
+    updateTrial(data.trial);
+    if (data.history) {
+      const r = state.store.apply(data.history);
+      if (r === "gap") {
+        state.store.reset();
+        state.store.apply(data.history);
+      }
+      scheduleDraw();
+    }
+  }
+
+  async function syncLog() {
+    const data = await fetchJSON(root.dataset.logUrl + "?after=" + state.logCursor);
+    if (data.cursor < state.logCursor) {
+      // The log was rotated or replaced: start over.
+      logEl.textContent = "";
+    }
+    if (data.truncated) logEl.textContent = "… (earlier output cut) …\n";
+    appendLog(data.text);
+    state.logCursor = data.cursor;
+  }
+
+  async function resync() {
+    if (state.syncing) {
+      state.resyncAgain = true;
+      return state.syncing;
+    }
+    state.syncing = (async () => {
+      try {
+        do {
+          state.resyncAgain = false;
+          await Promise.all([syncHistory(), syncLog()]);
+        } while (state.resyncAgain);
+      } catch (e) {
+        console.warn("re-sync failed", e);
+      } finally {
+        state.syncing = null;
+      }
+    })();
+    return state.syncing;
+  }
+
+  // ---------------------------------------------------------------- websocket
+  function setConn(kind, text) {
+    connEl.className = "conn " + kind;
+    connEl.textContent = text;
+  }
+
+  function handle(msg) {
+    const type = msg.type || msg.event;
+    const body = msg.payload || msg.data || msg;
+    switch (type) {
+      case "history.rows":
+      case "history_rows": {
+        if (body.trial_number !== undefined && body.trial_number !== state.trial) return;
+        const r = state.store.apply(body.history || body);
+        if (r === "gap") resync();
+        else if (r === "ok") scheduleDraw();
+        if (body.trial) updateTrial(body.trial);
+        break;
+      }
+      case "trial.update":
+      case "trial_update":
+        updateTrial(body.trial || body);
+        if (body.epochs) {
+          state.store.apply({ after: state.store.cursor, cursor: state.store.cursor, epochs: body.epochs });
+          scheduleDraw();
+        }
+        break;
+      case "experiment.update":
+      case "experiment_update":
+        updateExperiment(body.experiment || body);
+        break;
+      case "log.lines":
+      case "log_lines":
+        if (applyLog(body) === "gap") syncLog().catch(() => {});
+        break;
+      default:
+        break;
+    }
+  }
+
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss://" : "ws://";
+    let ws;
+    try {
+      ws = new WebSocket(proto + location.host + root.dataset.wsPath);
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    state.socket = ws;
+    ws.onopen = () => {
+      state.backoff = 500;
+      setConn("live", "live");
+      stopPolling();
+      resync(); // connect = re-sync from our cursor
+    };
+    ws.onmessage = (ev) => {
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      handle(msg);
+    };
+    ws.onclose = () => {
+      if (state.socket !== ws) return;
+      state.socket = null;
+      setConn("down", ACTIVE.has(state.expState) ? "reconnecting" : "offline");
+      startPolling();
+      scheduleReconnect();
+    };
+    ws.onerror = () => {};
+  }
+
+  function scheduleReconnect() {
+    const delay = state.backoff;
+    state.backoff = Math.min(state.backoff * 2, 10000);
+    setTimeout(connect, delay);
+  }
+
+  function startPolling() {
+    if (state.pollTimer) return;
+    state.pollTimer = setInterval(() => {
+      if (ACTIVE.has(state.expState)) resync();
+    }, 2000);
+  }
+  function stopPolling() {
+    clearInterval(state.pollTimer);
+    state.pollTimer = null;
+  }
+
+  // Debug hooks for the e2e tests and the console.
+  window.luminideLive = {
+    state: state,
+    resync: resync,
+    dropSocket: () => state.socket && state.socket.close(),
+  };
+
+  resync().then(connect);
+})();

@@ -1,0 +1,253 @@
+/* IDE page: file tree of code/, CodeMirror editor with Ctrl-S save, YAML errors inline. */
+(function () {
+  "use strict";
+
+  const host = document.getElementById("editor-host");
+  const treeEl = document.getElementById("file-tree");
+  const pathEl = document.getElementById("editor-path");
+  const dirtyEl = document.getElementById("editor-dirty");
+  const statusEl = document.getElementById("editor-status");
+  const errorEl = document.getElementById("editor-error");
+  const saveBtn = document.getElementById("save-button");
+  const trainForm = document.getElementById("train-form");
+  if (!host || !treeEl) return;
+
+  const csrf = (document.querySelector("input[name=csrfmiddlewaretoken]") || {}).value || "";
+  const modes = { python: "python", yaml: "yaml", shell: "shell", text: null };
+
+  const editor = CodeMirror(host, {
+    value: "",
+    mode: null,
+    theme: "eclipse",
+    lineNumbers: true,
+    indentUnit: 4,
+    tabSize: 4,
+    indentWithTabs: false,
+    matchBrackets: true,
+    styleActiveLine: true,
+    readOnly: "nocursor",
+    extraKeys: {
+      "Ctrl-S": () => save(),
+      "Cmd-S": () => save(),
+      Tab: (cm) =>
+        cm.somethingSelected() ? cm.indentSelection("add") : cm.replaceSelection(" ".repeat(cm.getOption("indentUnit"))),
+    },
+  });
+  editor.setSize("100%", "100%");
+  window.luminideEditor = editor; // for tests and the console
+
+  let current = null; // path of the open file
+  let cleanGen = 0;
+  let errorMark = null;
+
+  function setStatus(text, kind) {
+    statusEl.textContent = text || "";
+    statusEl.className = "editor-status" + (kind ? " " + kind : "");
+  }
+
+  function isDirty() {
+    return current !== null && !editor.isClean(cleanGen);
+  }
+
+  function refreshDirty() {
+    const dirty = isDirty();
+    dirtyEl.hidden = !dirty;
+    saveBtn.disabled = current === null;
+    document.title = (dirty ? "● " : "") + document.title.replace(/^● /, "");
+  }
+  editor.on("change", refreshDirty);
+
+  function clearError() {
+    errorEl.hidden = true;
+    errorEl.textContent = "";
+    if (errorMark !== null) {
+      editor.removeLineClass(errorMark, "background", "cm-error-line");
+      errorMark = null;
+    }
+  }
+
+  function showError(data) {
+    errorEl.hidden = false;
+    errorEl.textContent = data.error || "Not saved";
+    if (data.line) {
+      const line = data.line - 1;
+      errorMark = editor.addLineClass(line, "background", "cm-error-line");
+      editor.scrollIntoView({ line: line, ch: 0 }, 80);
+      editor.setCursor({ line: line, ch: Math.max(0, (data.column || 1) - 1) });
+    }
+  }
+
+  async function open(path) {
+    if (isDirty() && !window.confirm("Discard unsaved changes to " + current + "?")) return;
+    clearError();
+    setStatus("Opening…");
+    const resp = await fetch(host.dataset.openUrl + "?path=" + encodeURIComponent(path), {
+      headers: { Accept: "application/json" },
+    });
+    const data = await resp.json().catch(() => ({ error: "Could not open " + path }));
+    if (!resp.ok) {
+      setStatus("");
+      errorEl.hidden = false;
+      errorEl.textContent = data.error + " (" + path + ")";
+      return;
+    }
+    current = data.path;
+    editor.setOption("readOnly", false);
+    editor.setOption("mode", modes[data.mode] || null);
+    editor.setOption("indentUnit", data.mode === "yaml" ? 2 : 4);
+    editor.setValue(data.content);
+    editor.clearHistory();
+    cleanGen = editor.changeGeneration();
+    pathEl.textContent = data.path;
+    pathEl.classList.remove("muted");
+    setStatus("");
+    markActive();
+    refreshDirty();
+    editor.focus();
+    history.replaceState(null, "", "#" + encodeURIComponent(data.path));
+  }
+
+  async function save() {
+    if (current === null) return true;
+    clearError();
+    setStatus("Saving…");
+    const gen = editor.changeGeneration();
+    const resp = await fetch(host.dataset.saveUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
+      body: JSON.stringify({ path: current, content: editor.getValue() }),
+    });
+    const data = await resp.json().catch(() => ({ error: "Save failed (HTTP " + resp.status + ")" }));
+    if (!resp.ok) {
+      setStatus("Not saved", "error");
+      showError(data);
+      return false;
+    }
+    cleanGen = gen;
+    refreshDirty();
+    setStatus("Saved " + new Date().toLocaleTimeString(), "ok");
+    return true;
+  }
+  saveBtn.addEventListener("click", () => save());
+  document.addEventListener("keydown", (ev) => {
+    if ((ev.ctrlKey || ev.metaKey) && ev.key === "s") {
+      ev.preventDefault();
+      save();
+    }
+  });
+  window.addEventListener("beforeunload", (ev) => {
+    if (isDirty() && !window.luminideSubmitting) {
+      ev.preventDefault();
+      ev.returnValue = "";
+    }
+  });
+
+  // ---------------------------------------------------------------- tree
+  const openDirs = new Set(JSON.parse(sessionStorage.getItem("luminide-open-dirs") || "[]"));
+
+  function icon(entry) {
+    if (entry.type === "dir") return openDirs.has(entry.path) ? "▾" : "▸";
+    if (/\.py$/.test(entry.name)) return "𝙿";
+    if (/\.ya?ml$/.test(entry.name)) return "≡";
+    if (/\.sh$/.test(entry.name)) return "$";
+    return "·";
+  }
+
+  function renderTree(entries, depth) {
+    const ul = document.createElement("ul");
+    for (const entry of entries) {
+      const li = document.createElement("li");
+      const row = document.createElement("a");
+      row.href = "#" + encodeURIComponent(entry.path);
+      row.className = "tree-row tree-" + entry.type;
+      row.dataset.path = entry.path;
+      row.style.paddingLeft = 8 + depth * 14 + "px";
+      const ic = document.createElement("span");
+      ic.className = "tree-icon";
+      ic.textContent = icon(entry);
+      const name = document.createElement("span");
+      name.textContent = entry.name;
+      row.append(ic, name);
+      li.append(row);
+      if (entry.type === "dir") {
+        const child = renderTree(entry.children || [], depth + 1);
+        child.hidden = !openDirs.has(entry.path);
+        li.append(child);
+        row.addEventListener("click", (ev) => {
+          ev.preventDefault();
+          child.hidden = !child.hidden;
+          if (child.hidden) openDirs.delete(entry.path);
+          else openDirs.add(entry.path);
+          ic.textContent = icon(entry);
+          sessionStorage.setItem("luminide-open-dirs", JSON.stringify([...openDirs]));
+        });
+      } else {
+        row.addEventListener("click", (ev) => {
+          ev.preventDefault();
+          open(entry.path);
+        });
+      }
+      ul.append(li);
+    }
+    return ul;
+  }
+
+  function markActive() {
+    treeEl.querySelectorAll(".tree-row.active").forEach((el) => el.classList.remove("active"));
+    if (current === null) return;
+    const row = treeEl.querySelector('.tree-row[data-path="' + CSS.escape(current) + '"]');
+    if (row) row.classList.add("active");
+  }
+
+  async function loadTree() {
+    const resp = await fetch(treeEl.dataset.url, { headers: { Accept: "application/json" } });
+    if (!resp.ok) {
+      treeEl.textContent = "Could not list files.";
+      return [];
+    }
+    const data = await resp.json();
+    treeEl.replaceChildren(renderTree(data.tree, 0));
+    if (!data.tree.length) treeEl.innerHTML = '<p class="muted small pad">code/ is empty.</p>';
+    markActive();
+    return data.tree;
+  }
+  document.getElementById("tree-refresh").addEventListener("click", loadTree);
+
+  function flatten(entries, out) {
+    for (const e of entries) {
+      if (e.type === "file") out.push(e.path);
+      else flatten(e.children || [], out);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- tabs + train
+  document.querySelectorAll(".ide-run .tab").forEach((tab) => {
+    tab.addEventListener("click", () => {
+      document.querySelectorAll(".ide-run .tab").forEach((t) => t.classList.toggle("active", t === tab));
+      document.querySelectorAll(".ide-run .tab-body").forEach((body) => {
+        body.hidden = body.dataset.tab !== tab.dataset.tab;
+      });
+    });
+  });
+
+  if (trainForm) {
+    trainForm.addEventListener("submit", async (ev) => {
+      if (window.luminideSubmitting) return;
+      ev.preventDefault();
+      if (isDirty() && !(await save())) return; // invalid YAML: do not train on the old file
+      window.luminideSubmitting = true;
+      const button = trainForm.querySelector("button[type=submit]");
+      button.disabled = true;
+      button.textContent = "Starting…";
+      trainForm.submit();
+    });
+  }
+
+  loadTree().then((entries) => {
+    const files = flatten(entries, []);
+    const wanted = decodeURIComponent(location.hash.slice(1));
+    const initial = files.includes(wanted) ? wanted : files.includes(host.dataset.initial) ? host.dataset.initial : files[0];
+    if (initial) open(initial);
+  });
+})();

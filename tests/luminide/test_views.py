@@ -1,0 +1,307 @@
+"""Workspace views: access (owner, collaborator, outsider), the file API, tokens, nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from luminide.models import ApiToken, ComputeNode, Project
+
+pytestmark = pytest.mark.django_db
+
+CONFIG = "lr: 0.05\nbatch_size: 32\n"
+SWEEP = "parameters:\n  lr: {distribution: log_uniform, min: 0.0001, max: 0.1}\n"
+
+
+@pytest.fixture
+def data_dir(settings, tmp_path):
+    settings.LUMINIDE_DATA_DIR = tmp_path / "data"
+    settings.LUMINIDE_DATA_DIR.mkdir()
+    return settings.LUMINIDE_DATA_DIR
+
+
+@pytest.fixture
+def owner(db):
+    return User.objects.create_user("owner", password="pw-owner-123")
+
+
+@pytest.fixture
+def collaborator(db):
+    return User.objects.create_user("collab", password="pw-collab-123")
+
+
+@pytest.fixture
+def outsider(db):
+    return User.objects.create_user("outsider", password="pw-outsider-123")
+
+
+@pytest.fixture
+def project(data_dir, owner, collaborator):
+    project = Project.objects.create(slug="proj", name="Proj", owner=owner)
+    project.collaborators.add(collaborator)
+    code = project.code_dir
+    (code / "pkg").mkdir(parents=True)
+    (code / "config.yaml").write_text(CONFIG)
+    (code / "sweep.yaml").write_text(SWEEP)
+    (code / "train.py").write_text("print('hi')\n")
+    (code / "pkg" / "util.py").write_text("X = 1\n")
+    project.output_dir.mkdir(parents=True)
+    project.input_dir.mkdir(parents=True)
+    (project.root / "secret.txt").write_text("outside code/")
+    return project
+
+
+def client_for(client, user):
+    client.force_login(user)
+    return client
+
+
+def save(client, project, path, content):
+    return client.post(
+        reverse("file_save", args=[project.slug]),
+        data=json.dumps({"path": path, "content": content}),
+        content_type="application/json",
+    )
+
+
+# ---------------------------------------------------------------- login and access
+
+
+def test_pages_require_login(client, project):
+    for url in (
+        reverse("project_list"),
+        reverse("project_ide", args=[project.slug]),
+        reverse("file_tree", args=[project.slug]),
+        reverse("nodes"),
+        reverse("tokens"),
+    ):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response.url.startswith(reverse("login"))
+
+
+def test_login_page_and_login(client, owner):
+    assert client.get(reverse("login")).status_code == 200
+    response = client.post(reverse("login"), {"username": "owner", "password": "pw-owner-123"})
+    assert response.status_code == 302
+    assert client.get(reverse("home")).status_code == 302  # -> project list
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("owner", 200), ("collaborator", 200), ("outsider", 404)]
+)
+def test_project_access(client, project, owner, collaborator, outsider, who, status):
+    user = {"owner": owner, "collaborator": collaborator, "outsider": outsider}[who]
+    c = client_for(client, user)
+    assert c.get(reverse("project_ide", args=[project.slug])).status_code == status
+    assert c.get(reverse("file_tree", args=[project.slug])).status_code == status
+    opened = c.get(reverse("file_open", args=[project.slug]), {"path": "config.yaml"})
+    assert opened.status_code == status
+    saved = save(c, project, "train.py", "print('changed')\n")
+    assert saved.status_code == status
+    expected = "print('changed')\n" if status == 200 else "print('hi')\n"
+    assert (project.code_dir / "train.py").read_text() == expected
+
+
+def test_project_list_shows_only_visible_projects(client, project, outsider, collaborator):
+    Project.objects.create(slug="other", name="Other", owner=outsider)
+    page = client_for(client, collaborator).get(reverse("project_list")).content.decode()
+    assert "proj" in page
+    assert "other" not in page
+
+
+def test_create_project_from_template(client, owner, data_dir, monkeypatch):
+    calls = []
+
+    def fake_create(user, slug, name, template):
+        calls.append((user, slug, name, template))
+        return Project.objects.create(slug=slug, name=name, owner=user, template=template)
+
+    import luminide.workspace
+
+    monkeypatch.setattr(luminide.workspace, "create_project", fake_create)
+    c = client_for(client, owner)
+    page = c.get(reverse("project_list")).content.decode()
+    assert "image-classification" in page
+    response = c.post(
+        reverse("project_list"),
+        {"slug": "new-one", "name": "New", "template": "image-classification"},
+    )
+    assert response.status_code == 302
+    assert response.url == reverse("project_ide", args=["new-one"])
+    assert calls == [(owner, "new-one", "New", "image-classification")]
+
+
+def test_create_project_rejects_bad_slug_and_template(client, owner, project):
+    c = client_for(client, owner)
+    bad = c.post(reverse("project_list"), {"slug": "Bad Slug", "template": "image-classification"})
+    assert bad.status_code == 400
+    assert "lowercase" in bad.content.decode()
+    taken = c.post(reverse("project_list"), {"slug": "proj", "template": "image-classification"})
+    assert "already exists" in taken.content.decode()
+    unknown = c.post(reverse("project_list"), {"slug": "fresh", "template": "nope"})
+    assert unknown.status_code == 400
+    assert not Project.objects.filter(slug="fresh").exists()
+
+
+# ---------------------------------------------------------------- file API
+
+
+def test_tree_lists_code_only(client, owner, project):
+    tree = client_for(client, owner).get(reverse("file_tree", args=[project.slug])).json()["tree"]
+    names = [e["name"] for e in tree]
+    assert names == ["pkg", "config.yaml", "sweep.yaml", "train.py"]  # folders first
+    assert tree[0]["children"][0]["path"] == "pkg/util.py"
+    assert "secret.txt" not in json.dumps(tree)
+
+
+def test_open_and_save_text_file(client, owner, project):
+    c = client_for(client, owner)
+    opened = c.get(reverse("file_open", args=[project.slug]), {"path": "pkg/util.py"}).json()
+    assert opened == {"path": "pkg/util.py", "content": "X = 1\n", "mode": "python"}
+    assert save(c, project, "pkg/util.py", "X = 2\n").json()["ok"] is True
+    assert (project.code_dir / "pkg" / "util.py").read_text() == "X = 2\n"
+    assert save(c, project, "notes/new.txt", "hello").status_code == 200
+    assert (project.code_dir / "notes" / "new.txt").read_text() == "hello"
+
+
+def test_open_refuses_binary(client, owner, project):
+    (project.code_dir / "blob.bin").write_bytes(b"\x00\x01\x02")
+    response = client_for(client, owner).get(
+        reverse("file_open", args=[project.slug]), {"path": "blob.bin"}
+    )
+    assert response.status_code == 400
+    assert "binary" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../secret.txt",
+        "pkg/../../secret.txt",
+        "..",
+        "/etc/passwd",
+        "~/x",
+        "",
+        "pkg\\..\\..\\secret.txt",
+    ],
+)
+def test_editor_refuses_paths_outside_code(client, owner, project, path):
+    c = client_for(client, owner)
+    opened = c.get(reverse("file_open", args=[project.slug]), {"path": path})
+    assert opened.status_code == 400
+    assert "outside code/" not in opened.content.decode()
+    saved = save(c, project, path, "pwned")
+    assert saved.status_code == 400
+    assert (project.root / "secret.txt").read_text() == "outside code/"
+
+
+def test_editor_refuses_symlinks(client, owner, project, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("outside")
+    os.symlink(outside, project.code_dir / "link.txt")
+    os.symlink(tmp_path, project.code_dir / "linkdir")
+    c = client_for(client, owner)
+    for path in ("link.txt", "linkdir/outside.txt", "linkdir/new.txt"):
+        assert c.get(reverse("file_open", args=[project.slug]), {"path": path}).status_code == 400
+        assert save(c, project, path, "pwned").status_code == 400
+    assert outside.read_text() == "outside"
+    assert not (tmp_path / "new.txt").exists()
+    tree = c.get(reverse("file_tree", args=[project.slug])).json()["tree"]
+    assert "link" not in json.dumps(tree)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "needle"),
+    [
+        ("config.yaml", "lr: 0.05\nbatch_size: [32, 64\n", 3, "expected ',' or ']'"),
+        ("config.yaml", "lr: 0.05\n  momentum: 0.9\n", 2, "mapping values are not allowed"),
+        ("config.yaml", "lr: 0.05\nlr: 0.1\n", 2, "defined twice"),
+        ("config.yaml", "- a\n- b\n", 1, "mapping"),
+        ("sweep.yaml", "parameters:\n  lr: {distribution: bogus, min: 1, max: 2}\n", 2, "bogus"),
+        ("sweep.yaml", "parameters: [\n", 2, ""),
+    ],
+)
+def test_invalid_yaml_refused_with_line_file_unchanged(
+    client, owner, project, name, content, line, needle
+):
+    before = (project.code_dir / name).read_text()
+    response = save(client_for(client, owner), project, name, content)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["line"] == line
+    assert f"line {line}" in body["error"]
+    assert needle in body["error"]
+    assert (project.code_dir / name).read_text() == before
+
+
+def test_valid_yaml_saved(client, owner, project):
+    c = client_for(client, owner)
+    assert save(c, project, "config.yaml", "lr: 0.01\nbatch_size: 64\n").status_code == 200
+    assert (project.code_dir / "config.yaml").read_text() == "lr: 0.01\nbatch_size: 64\n"
+    # Other YAML files are ordinary text: saved as is.
+    assert save(c, project, "other.yaml", "a: [").status_code == 200
+
+
+def test_save_rejects_malformed_body(client, owner, project):
+    c = client_for(client, owner)
+    url = reverse("file_save", args=[project.slug])
+    assert c.post(url, data="nope", content_type="application/json").status_code == 400
+    assert (
+        c.post(url, data=json.dumps({"path": "x"}), content_type="application/json").status_code
+        == 400
+    )
+    assert save(c, project, "pkg", "folder").status_code == 400
+
+
+# ---------------------------------------------------------------- nodes, tokens, plotly, admin
+
+
+def test_nodes_page(client, owner):
+    ComputeNode.objects.create(hostname="gpu-box-1", device="NVIDIA A100", device_memory_mb=40960)
+    page = client_for(client, owner).get(reverse("nodes")).content.decode()
+    assert "gpu-box-1" in page
+    assert "NVIDIA A100" in page
+
+
+def test_tokens_create_shows_raw_once_and_revoke(client, owner, outsider):
+    c = client_for(client, owner)
+    created = c.post(reverse("tokens"), {"name": "laptop"})
+    token = ApiToken.objects.get(user=owner)
+    page = created.content.decode()
+    raw = page.split('id="raw-token">')[1].split("<")[0]
+    assert ApiToken.objects.authenticate(raw) == token
+    assert raw not in c.get(reverse("tokens")).content.decode()  # shown once
+    # Another user cannot revoke it.
+    other = client.__class__()
+    other.force_login(outsider)
+    assert other.post(reverse("token_revoke", args=[token.pk])).status_code == 404
+    assert c.post(reverse("token_revoke", args=[token.pk])).status_code == 302
+    assert ApiToken.objects.authenticate(raw) is None
+
+
+def test_plotly_served_from_package(client):
+    response = client.get(reverse("plotly_js"))
+    assert response.status_code == 200
+    head = b"".join(response.streaming_content)[:2000]
+    assert b"plotly" in head.lower()
+
+
+def test_admin_is_staff_only(client, owner):
+    c = client_for(client, owner)
+    assert c.get("/admin/").status_code == 302
+    staff = User.objects.create_user("staff", password="x", is_staff=True, is_superuser=True)
+    c.force_login(staff)
+    for url in (
+        "/admin/",
+        "/admin/auth/user/",
+        "/admin/luminide/project/",
+        "/admin/luminide/computenode/",
+        "/admin/sweeps/experiment/",
+        "/admin/sweeps/trial/",
+    ):
+        assert c.get(url).status_code == 200, url

@@ -25,9 +25,7 @@ from luminide import files
 from luminide.models import Project
 from sweeps.models import ACTIVE_STATES, Experiment, Trial
 
-LOG_NAMES = ("train.log", "log.txt", "output.log", "stdout.log")
 MAX_DIFF_FILE_BYTES = 512 * 1024
-MAX_LOG_BYTES = 256 * 1024
 MAX_COMPARE = 8
 
 
@@ -236,6 +234,10 @@ def experiment_history(request: HttpRequest, slug: str, number: int) -> JsonResp
             {"experiment": _experiment_state(experiment), "trial": None, "history": None}
         )
     payload = history_payload(trial, after)
+    if after is not None:
+        # Per-epoch summaries are few: always send them, so a re-sync also brings the
+        # Early Ranking scores computed since the last one.
+        payload["epochs"] = _epoch_rows(trial)
     return JsonResponse(
         {
             "experiment": _experiment_state(experiment),
@@ -259,53 +261,31 @@ def experiment_status(request: HttpRequest, slug: str, number: int) -> JsonRespo
 @login_required
 @require_GET
 def experiment_log(request: HttpRequest, slug: str, number: int) -> JsonResponse:
-    """Log text after a byte offset (``?after=``); ``cursor`` is the offset to ask next."""
+    """A trial's log after a byte offset (``?after=``); ``cursor`` is the offset to ask next."""
+    from sweeps.history import log_payload
+
     project = _get_project_for_user(request, slug)
     experiment = _get_experiment_for_user(request, project, number)
-    after = max(0, _int_param(request, "after", 0) or 0)
-    path = _log_path(experiment)
-    if path is None:
-        return JsonResponse({"text": "", "cursor": 0, "name": None})
-    size = path.stat().st_size
-    if after > size:
-        after = 0
-    start = after
-    truncated = False
-    if size - start > MAX_LOG_BYTES:
-        start = size - MAX_LOG_BYTES
-        truncated = True
-    with path.open("rb") as fh:
-        fh.seek(start)
-        data = fh.read(size - start)
-    # Only hand out whole lines; a partial last line waits for the next read.
-    if data and not data.endswith(b"\n") and experiment.state in ACTIVE_STATES:
-        cut = data.rfind(b"\n") + 1
-        data = data[:cut]
-    text = data.decode("utf-8", errors="replace")
-    if truncated:
-        text = text.split("\n", 1)[-1]
-    return JsonResponse(
+    trial = experiment.trials.filter(number=_int_param(request, "trial", 0)).first()
+    if trial is None:
+        return JsonResponse(
+            {"trial": None, "offset": 0, "cursor": 0, "text": "", "truncated": False}
+        )
+    return JsonResponse(log_payload(trial, max(0, _int_param(request, "after", 0) or 0)))
+
+
+def _epoch_rows(trial: Trial) -> list[dict]:
+    from sweeps.history import json_float
+
+    return [
         {
-            "text": text,
-            "cursor": start + len(data),
-            "truncated": truncated,
-            "name": path.name,
+            "epoch": e.epoch,
+            "train_loss": json_float(e.train_loss),
+            "val_loss": json_float(e.val_loss),
+            "score": json_float(e.score),
         }
-    )
-
-
-def _log_path(experiment: Experiment) -> Path | None:
-    try:
-        from sweeps import runner
-
-        name = getattr(runner, "LOG_NAME", None)
-    except ImportError:
-        name = None
-    for candidate in ((name,) if name else ()) + LOG_NAMES:
-        path = experiment.output_dir / candidate
-        if path.is_file() and not path.is_symlink():
-            return path
-    return None
+        for e in trial.epochs.order_by("epoch")
+    ]
 
 
 def _int_param(request: HttpRequest, name: str, default):

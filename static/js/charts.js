@@ -19,107 +19,83 @@
     return v === "inf" || v === "-inf" || v === "nan" || v === "Infinity" || v === "NaN" || v === Infinity;
   }
 
-  function col(obj, names) {
-    for (const n of names) if (obj && Array.isArray(obj[n])) return obj[n];
-    return null;
+  function pushSeries(target, src) {
+    if (!src || !Array.isArray(src.x)) return;
+    for (let i = 0; i < src.x.length; i++) {
+      const x = num(src.x[i]);
+      const y = num(src.y[i]);
+      if (x === null || y === null) continue; // non-finite values are listed in `nonfinite`
+      target.x.push(x);
+      target.y.push(y);
+    }
   }
 
+  /** The points of one trial, merged from history payloads by cursor (see
+   *  sweeps.history.history_payload: after, cursor, series{train, train_smooth, val,
+   *  epoch_val}, nonfinite, epochs). */
   class HistoryStore {
     constructor() {
       this.reset();
     }
     reset() {
-      this.cursor = null; // rows stored on the server that this store has seen
-      this.x = [];
-      this.train = [];
-      this.valX = [];
-      this.val = [];
-      this.epochs = new Map(); // epoch -> {x, val, score, train}
-      this.diverged = false;
+      this.cursor = null; // rows of the trial this store holds (the next `after`)
+      this.train = { x: [], y: [] };
+      this.smooth = { x: [], y: [] };
+      this.val = { x: [], y: [] };
+      this.epochs = new Map(); // epoch -> {epoch, x, val, score, train}
+      this.diverged = [];
+      this.downsampled = false;
     }
 
-    /** Merge one history payload (HTTP re-sync or websocket `history.rows`).
-     *  Returns "ok", "stale" (already seen) or "gap" (missed rows: caller re-syncs). */
+    /** Merge one payload (HTTP re-sync or websocket `history.rows`).
+     *  Returns "ok", "stale" (nothing new) or "gap" (rows missing: re-sync from cursor). */
     apply(p) {
       if (!p) return "stale";
+      const after = num(p.after) || 0;
       const next = num(p.cursor);
-      const start = p.after === undefined ? null : p.after === null ? null : num(p.after);
-      const full = p.reset === true || p.replace === true || start === null || start === undefined;
-      if (full) {
-        this.reset();
-      } else if (this.cursor === null) {
+      if (after === 0) {
+        this.reset(); // a payload from the first row replaces everything
+      } else if (this.cursor === null || after > this.cursor) {
         return "gap";
-      } else if (start > this.cursor) {
+      } else if (after < this.cursor) {
+        // Overlap: series are not row-aligned, so only whole payloads can be skipped.
+        if (next !== null && next <= this.cursor) {
+          this.mergeEpochs(p.epochs);
+          return "stale";
+        }
         return "gap";
-      } else if (next !== null && next <= this.cursor && !(p.epochs && this._hasEpochs(p.epochs))) {
-        return "stale";
       }
-      const skip = !full && start < this.cursor ? this.cursor - start : 0;
-      this._appendRows(p.rows || p, skip);
-      if (p.epochs) this._mergeEpochs(p.epochs);
-      if (next !== null) this.cursor = Math.max(this.cursor || 0, next);
+      const s = p.series || {};
+      pushSeries(this.train, s.train);
+      pushSeries(this.smooth, s.train_smooth);
+      pushSeries(this.val, s.val);
+      const ev = s.epoch_val;
+      if (ev && Array.isArray(ev.x)) {
+        for (let i = 0; i < ev.x.length; i++) {
+          const epoch = ev.epoch ? num(ev.epoch[i]) : null;
+          if (epoch !== null) this.epoch(epoch, { x: num(ev.x[i]), val: num(ev.y[i]) });
+        }
+      }
+      for (const bad of p.nonfinite || []) this.diverged.push(bad);
+      if (p.downsampled) this.downsampled = true;
+      this.mergeEpochs(p.epochs);
+      if (next !== null) this.cursor = next;
       return "ok";
     }
 
-    _hasEpochs(e) {
-      return Array.isArray(e) ? e.length > 0 : Array.isArray(e.epoch) && e.epoch.length > 0;
-    }
-
-    _appendRows(rows, skip) {
-      const x = col(rows, ["x", "epoch_frac", "fractional_epoch", "frac_epoch"]);
-      if (!x) return;
-      const train = col(rows, ["train_loss", "train"]) || [];
-      const val = col(rows, ["val_loss", "val"]) || [];
-      const ev = col(rows, ["epoch_val_loss"]);
-      const ep = col(rows, ["epoch"]);
-      for (let i = skip; i < x.length; i++) {
-        const xi = num(x[i]);
-        if (xi === null) continue;
-        if (isDiverged(train[i]) || isDiverged(val[i])) this.diverged = true;
-        const t = num(train[i]);
-        if (t !== null) {
-          this.x.push(xi);
-          this.train.push(t);
-        }
-        const v = num(val[i]);
-        if (v !== null) {
-          this.valX.push(xi);
-          this.val.push(v);
-        }
-        if (ev && ep && num(ev[i]) !== null) {
-          this._epoch(num(ep[i]), { x: xi, val: num(ev[i]) });
-        }
-      }
-    }
-
-    _epoch(epoch, fields) {
-      if (epoch === null) return;
+    epoch(epoch, fields) {
       const cur = this.epochs.get(epoch) || { epoch: epoch, x: null, val: null, score: null, train: null };
       for (const [k, v] of Object.entries(fields)) if (v !== null && v !== undefined) cur[k] = v;
       this.epochs.set(epoch, cur);
     }
 
-    _mergeEpochs(e) {
-      if (Array.isArray(e)) {
-        for (const row of e) {
-          if (isDiverged(row.val_loss) || isDiverged(row.score)) this.diverged = true;
-          this._epoch(num(row.epoch), {
-            x: num(row.x !== undefined ? row.x : row.epoch_end),
-            val: num(row.val_loss),
-            score: num(row.score),
-            train: num(row.train_loss),
-          });
-        }
-        return;
-      }
-      const epochs = e.epoch || [];
-      const xs = col(e, ["x", "epoch_end"]) || [];
-      const vals = col(e, ["val_loss", "epoch_val_loss"]) || [];
-      const scores = col(e, ["score", "scores"]) || [];
-      const trains = col(e, ["train_loss"]) || [];
-      for (let i = 0; i < epochs.length; i++) {
-        if (isDiverged(vals[i]) || isDiverged(scores[i])) this.diverged = true;
-        this._epoch(num(epochs[i]), { x: num(xs[i]), val: num(vals[i]), score: num(scores[i]), train: num(trains[i]) });
+    /** Per-epoch summaries ({epoch, val_loss, score, train_loss}); e.g. Early Ranking scores. */
+    mergeEpochs(list) {
+      for (const row of list || []) {
+        const epoch = num(row.epoch);
+        if (epoch === null) continue;
+        if (isDiverged(row.score) || isDiverged(row.val_loss)) this.diverged.push({ series: "epoch", x: epoch, value: row.score });
+        this.epoch(epoch, { val: num(row.val_loss), score: num(row.score), train: num(row.train_loss) });
       }
     }
 
@@ -127,33 +103,12 @@
       return [...this.epochs.values()].sort((a, b) => a.epoch - b.epoch);
     }
     get pointCount() {
-      return this.train.length + this.val.length + this.epochs.size;
+      return this.train.x.length + this.val.x.length + this.epochs.size;
     }
-  }
-
-  /** Exponential moving average with TensorBoard's debiasing (no flat start at 0). */
-  function smooth(values, weight) {
-    const out = new Array(values.length);
-    let last = 0;
-    let n = 0;
-    for (let i = 0; i < values.length; i++) {
-      last = last * weight + (1 - weight) * values[i];
-      n++;
-      out[i] = last / (1 - Math.pow(weight, n));
-    }
-    return out;
-  }
-
-  function smoothingWeight(n) {
-    // Denser curves take more smoothing; a handful of points stay nearly raw.
-    if (n < 20) return 0.3;
-    if (n < 200) return 0.6;
-    if (n < 2000) return 0.85;
-    return 0.95;
   }
 
   function epochX(row) {
-    // An epoch-end point sits at the end of epoch N: x = N + 1 when epochs count from 0.
+    // An epoch-end point sits at the end of its epoch (fractional epoch k+1 for epoch k).
     return row.x !== null ? row.x : row.epoch + 1;
   }
 
@@ -163,50 +118,60 @@
     paper_bgcolor: "#fff",
     plot_bgcolor: "#fff",
     hovermode: "x unified",
-    legend: { orientation: "h", y: -0.18, x: 0, font: { size: 11 } },
+    legend: { orientation: "h", y: -0.2, x: 0, font: { size: 11 } },
     xaxis: { title: { text: "epoch", standoff: 6 }, gridcolor: "#eef0f4", zeroline: false },
     yaxis: { gridcolor: "#eef0f4", zeroline: false },
   };
 
   function layout(extra) {
+    extra = extra || {};
     return Object.assign({}, BASE_LAYOUT, extra, {
-      xaxis: Object.assign({}, BASE_LAYOUT.xaxis, (extra || {}).xaxis),
-      yaxis: Object.assign({}, BASE_LAYOUT.yaxis, (extra || {}).yaxis),
+      xaxis: Object.assign({}, BASE_LAYOUT.xaxis, extra.xaxis),
+      yaxis: Object.assign({}, BASE_LAYOUT.yaxis, extra.yaxis),
     });
+  }
+
+  /** A dashed red line where the run first diverged (NaN/inf values are not plottable). */
+  function divergenceShapes(store) {
+    const first = store.diverged.find((d) => d.series !== "epoch" && num(d.x) !== null);
+    if (!first) return {};
+    return {
+      shapes: [{ type: "line", xref: "x", yref: "paper", x0: first.x, x1: first.x, y0: 0, y1: 1, line: { color: "#dc2626", width: 1.5, dash: "dash" } }],
+      annotations: [{ xref: "x", yref: "paper", x: first.x, y: 1, text: "diverged (" + first.value + ")", showarrow: false, xanchor: "left", font: { color: "#dc2626", size: 11 }, bgcolor: "rgba(255,255,255,0.8)" }],
+    };
   }
 
   /** Figure: train loss raw + smoothed, val-minibatch loss, epoch val loss vs fractional epoch. */
   function lossFigure(store, opts) {
     opts = opts || {};
     const color = opts.color || COLORS[0];
-    const w = smoothingWeight(store.train.length);
     const epochs = store.epochRows().filter((r) => r.val !== null);
     const data = [
       {
         name: "train loss",
-        x: store.x,
-        y: store.train,
+        x: store.train.x,
+        y: store.train.y,
         type: "scattergl",
         mode: "lines",
         line: { color: color, width: 1 },
-        opacity: 0.25,
+        opacity: 0.3,
         hoverinfo: "skip",
       },
       {
         name: "train loss (smoothed)",
-        x: store.x,
-        y: smooth(store.train, w),
+        x: store.smooth.x,
+        y: store.smooth.y,
         type: "scattergl",
         mode: "lines",
-        line: { color: color, width: 2 },
+        line: { color: color, width: 2.2 },
       },
       {
         name: "val minibatch loss",
-        x: store.valX,
-        y: store.val,
+        x: store.val.x,
+        y: store.val.y,
         type: "scattergl",
         mode: "markers",
-        marker: { color: "#d97706", size: 4, opacity: 0.6 },
+        marker: { color: "#d97706", size: 4, opacity: 0.65 },
       },
       {
         name: "epoch val loss",
@@ -220,7 +185,12 @@
     ];
     return {
       data: data,
-      layout: layout({ uirevision: opts.uirevision || "loss", yaxis: { title: { text: "loss" }, type: opts.logY ? "log" : "linear" } }),
+      layout: layout(
+        Object.assign(
+          { uirevision: opts.uirevision || "loss", yaxis: { title: { text: "loss" }, type: opts.logY ? "log" : "linear" } },
+          divergenceShapes(store)
+        )
+      ),
     };
   }
 
@@ -264,16 +234,16 @@
     entries.forEach((entry, i) => {
       const color = COLORS[i % COLORS.length];
       const s = entry.store;
-      if (opts.showTrain !== false && s.train.length) {
+      if (opts.showTrain !== false && s.smooth.x.length) {
         data.push({
           name: entry.name + " train (smoothed)",
           legendgroup: entry.name,
-          x: s.x,
-          y: smooth(s.train, smoothingWeight(s.train.length)),
+          x: s.smooth.x,
+          y: s.smooth.y,
           type: "scattergl",
           mode: "lines",
           line: { color: color, width: 1.5 },
-          opacity: 0.55,
+          opacity: 0.5,
         });
       }
       const ep = s.epochRows().filter((r) => r.val !== null);
@@ -302,7 +272,6 @@
 
   global.LuminideCharts = {
     HistoryStore: HistoryStore,
-    smooth: smooth,
     lossFigure: lossFigure,
     epochFigure: epochFigure,
     compareFigure: compareFigure,

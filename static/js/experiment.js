@@ -81,14 +81,17 @@
     const dur = document.getElementById("stat-duration");
     if (exp.started_at) {
       dur.dataset.started = exp.started_at;
-      setText("stat-started", new Date(exp.started_at).toLocaleString());
+      const d = new Date(exp.started_at);
+      setText("stat-started", d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }));
     }
     if (exp.finished_at) dur.dataset.finished = exp.finished_at;
     if (previous && ACTIVE.has(previous) && exp.state && !ACTIVE.has(exp.state)) onFinished();
   }
 
   function updateTrial(t) {
-    if (!t || (t.number !== undefined && t.number !== state.trial)) return;
+    if (!t) return;
+    const number = t.trial !== undefined && typeof t.trial === "number" ? t.trial : t.number;
+    if (number !== undefined && number !== state.trial) return;
     if (t.node !== undefined) setText("stat-node", t.node || "—");
     if (t.epochs_done !== undefined) setText("stat-epochs", t.epochs_done);
     if (t.best_val_loss !== undefined) setText("stat-best", fmt(t.best_val_loss));
@@ -142,8 +145,8 @@
     const start = msg.after !== undefined ? msg.after : msg.offset;
     const cursor = msg.cursor;
     if (start !== undefined && start !== null && start !== state.logCursor) {
-      if (start > state.logCursor) return "gap";
-      if (cursor !== undefined && cursor <= state.logCursor) return "stale";
+      if (start < state.logCursor && cursor !== undefined && cursor <= state.logCursor) return "stale";
+      return "gap"; // missed bytes, or a partial overlap: re-read from our cursor
     }
     appendLog(text);
     if (cursor !== undefined && cursor !== null) state.logCursor = cursor;
@@ -174,12 +177,15 @@
   }
 
   async function syncLog() {
-    const data = await fetchJSON(root.dataset.logUrl + "?after=" + state.logCursor);
-    if (data.cursor < state.logCursor) {
-      // The log was rotated or replaced: start over.
-      logEl.textContent = "";
+    let data = await fetchJSON(root.dataset.logUrl + "?trial=" + state.trial + "&after=" + state.logCursor);
+    if (data.offset < state.logCursor && !data.truncated) {
+      // The log shrank (replaced): read it again from the start.
+      state.logCursor = 0;
+      data = await fetchJSON(root.dataset.logUrl + "?trial=" + state.trial + "&after=0");
     }
-    if (data.truncated) logEl.textContent = "… (earlier output cut) …\n";
+    if (data.offset !== state.logCursor) {
+      logEl.textContent = data.truncated ? "… (earlier output cut) …\n" : "";
+    }
     appendLog(data.text);
     state.logCursor = data.cursor;
   }
@@ -211,33 +217,41 @@
   }
 
   function handle(msg) {
-    const type = msg.type || msg.event;
-    const body = msg.payload || msg.data || msg;
-    switch (type) {
-      case "history.rows":
-      case "history_rows": {
-        if (body.trial_number !== undefined && body.trial_number !== state.trial) return;
-        const r = state.store.apply(body.history || body);
-        if (r === "gap") resync();
-        else if (r === "ok") scheduleDraw();
-        if (body.trial) updateTrial(body.trial);
+    // Payloads: sweeps/events.py (the one definition shared with the server).
+    switch (msg.type) {
+      case "hello": {
+        const t = (msg.trials || []).find((x) => x.trial === state.trial);
+        if (msg.state) updateExperiment({ state: msg.state });
+        if (t && t.cursor !== state.store.cursor) resync();
         break;
       }
-      case "trial.update":
-      case "trial_update":
-        updateTrial(body.trial || body);
-        if (body.epochs) {
-          state.store.apply({ after: state.store.cursor, cursor: state.store.cursor, epochs: body.epochs });
-          scheduleDraw();
+      case "history.rows": {
+        if (msg.trial !== state.trial) return;
+        if (msg.truncated) {
+          resync();
+          return;
         }
+        const r = state.store.apply(msg);
+        if (r === "gap") resync();
+        else if (r === "ok") scheduleDraw();
         break;
+      }
+      case "trial.update": {
+        if (msg.trial !== state.trial) return;
+        const scoreChanged = msg.score !== state.lastScore || msg.epochs_done !== state.lastEpochs;
+        state.lastScore = msg.score;
+        state.lastEpochs = msg.epochs_done;
+        updateTrial(msg);
+        // Per-epoch summaries (Early Ranking score) come with the HTTP payload.
+        if (scoreChanged) resync();
+        break;
+      }
       case "experiment.update":
-      case "experiment_update":
-        updateExperiment(body.experiment || body);
+        updateExperiment(msg);
         break;
       case "log.lines":
-      case "log_lines":
-        if (applyLog(body) === "gap") syncLog().catch(() => {});
+        if (msg.trial !== undefined && msg.trial !== state.trial) return;
+        if (applyLog(msg) === "gap") syncLog().catch(() => {});
         break;
       default:
         break;

@@ -1,0 +1,358 @@
+"""Experiment views: access (owner, collaborator, outsider), Train/Cancel, tracking list,
+detail, history/log re-sync endpoints, downloads, description, delete, compare, diff, restore.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from luminide.models import ComputeNode, Project
+from sweeps.history import HistoryArrays, encode_chunk
+from sweeps.models import Experiment, HistoryChunk, RunState, Trial, TrialEpoch
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def data_dir(settings, tmp_path):
+    settings.LUMINIDE_DATA_DIR = tmp_path / "data"
+    settings.LUMINIDE_DATA_DIR.mkdir()
+    return settings.LUMINIDE_DATA_DIR
+
+
+@pytest.fixture
+def owner(db):
+    return User.objects.create_user("owner", password="x")
+
+
+@pytest.fixture
+def collaborator(db):
+    return User.objects.create_user("collab", password="x")
+
+
+@pytest.fixture
+def outsider(db):
+    return User.objects.create_user("outsider", password="x")
+
+
+@pytest.fixture
+def users(owner, collaborator, outsider):
+    return {"owner": owner, "collaborator": collaborator, "outsider": outsider}
+
+
+@pytest.fixture
+def project(data_dir, owner, collaborator):
+    project = Project.objects.create(slug="proj", name="Proj", owner=owner)
+    project.collaborators.add(collaborator)
+    project.code_dir.mkdir(parents=True)
+    (project.code_dir / "config.yaml").write_text("lr: 0.05\n")
+    (project.code_dir / "train.py").write_text("print('current')\n")
+    project.output_dir.mkdir(parents=True)
+    return project
+
+
+def make_experiment(project, number, *, state=RunState.COMPLETE, rows=30, code=None, **kw):
+    node, _ = ComputeNode.objects.get_or_create(hostname="node-1", defaults={"device": "CPU"})
+    exp = Experiment.objects.create(project=project, number=number, state=state, **kw)
+    trial = Trial.objects.create(experiment=exp, number=0, state=state, node=node)
+    if rows:
+        n = rows
+        epoch = np.repeat(np.arange(3), n // 3)
+        step = np.tile(np.arange(n // 3), 3)
+        arr = HistoryArrays(
+            np.arange(n),
+            epoch,
+            step,
+            np.linspace(2.0, 0.5, n),
+            np.where(step % 5 == 4, 1.0, np.nan),
+            np.full(n, np.nan),
+            "iter",
+        )
+        HistoryChunk.objects.create(
+            trial=trial,
+            first_seq=0,
+            row_count=n,
+            first_epoch=0,
+            last_epoch=2,
+            data=encode_chunk(arr),
+        )
+        TrialEpoch.objects.create(trial=trial, epoch=0, val_loss=1.2, score=1.1)
+        trial.rows_stored = n
+        trial.best_val_loss = 1.2
+        trial.save()
+    out = exp.output_dir
+    (out / "code").mkdir(parents=True)
+    for name, text in (code or {"train.py": f"print('exp{number}')\n"}).items():
+        (out / "code" / name).write_text(text)
+    (out / "log.txt").write_text("line one\nline two\n")
+    (out / "model.pth").write_bytes(b"\x00weights")
+    return exp
+
+
+def login(client, user):
+    client.force_login(user)
+    return client
+
+
+def exp_url(name, exp, **query):
+    url = reverse(name, kwargs={"slug": exp.project.slug, "number": exp.number})
+    if query:
+        url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return url
+
+
+# ---------------------------------------------------------------- access
+
+
+@pytest.mark.parametrize(
+    ("who", "ok"), [("owner", True), ("collaborator", True), ("outsider", False)]
+)
+def test_read_access(client, project, users, who, ok):
+    exp = make_experiment(project, 1)
+    c = login(client, users[who])
+    urls = [
+        reverse("experiment_list", args=[project.slug]),
+        exp_url("experiment_detail", exp),
+        exp_url("experiment_history", exp),
+        exp_url("experiment_status", exp),
+        exp_url("experiment_log", exp),
+        reverse("experiment_file", args=[project.slug, 1, "model.pth"]),
+        reverse("experiment_compare", args=[project.slug]) + "?n=1",
+        reverse("experiment_diff", args=[project.slug]) + "?a=1&b=1",
+    ]
+    for url in urls:
+        assert c.get(url).status_code == (200 if ok else 404), url
+
+
+@pytest.mark.parametrize(
+    ("who", "ok"), [("owner", True), ("collaborator", True), ("outsider", False)]
+)
+def test_write_access(client, project, users, who, ok):
+    exp = make_experiment(project, 1, state=RunState.RUNNING)
+    c = login(client, users[who])
+    assert c.post(exp_url("experiment_description", exp), {"description": "new"}).status_code == (
+        302 if ok else 404
+    )
+    assert c.post(exp_url("experiment_cancel", exp)).status_code == (302 if ok else 404)
+    assert c.post(exp_url("experiment_restore", exp)).status_code == (302 if ok else 404)
+    start = c.post(reverse("experiment_start", args=[project.slug]), {"description": "x"})
+    assert start.status_code == (302 if ok else 404)
+    assert c.post(exp_url("experiment_delete", exp)).status_code == (302 if ok else 404)
+    assert Experiment.objects.filter(pk=exp.pk).exists() is not ok
+    if not ok:
+        exp.refresh_from_db()
+        assert exp.description == ""
+        assert exp.state == RunState.RUNNING
+        assert (project.code_dir / "train.py").read_text() == "print('current')\n"
+        assert project.experiments.count() == 1
+
+
+def test_all_experiments_lists_visible_only(client, project, outsider, collaborator):
+    make_experiment(project, 1, description="mine")
+    other = Project.objects.create(slug="other", name="Other", owner=outsider)
+    other.output_dir.mkdir(parents=True)
+    make_experiment(other, 1, description="theirs")
+    page = login(client, collaborator).get(reverse("all_experiments")).content.decode()
+    assert "mine" in page
+    assert "theirs" not in page
+
+
+def test_requires_login(client, project):
+    exp = make_experiment(project, 1)
+    assert client.get(exp_url("experiment_detail", exp)).status_code == 302
+    assert client.post(reverse("experiment_start", args=[project.slug])).status_code == 302
+    assert not project.experiments.exclude(pk=exp.pk).exists()
+
+
+# ---------------------------------------------------------------- train / cancel
+
+
+@pytest.mark.parametrize(("fast", "kind"), [(False, "train"), (True, "fast_train")])
+def test_train_button_starts_experiment(client, project, owner, fast, kind):
+    data = {"description": "first try"}
+    if fast:
+        data["fast"] = "on"
+    response = login(client, owner).post(reverse("experiment_start", args=[project.slug]), data)
+    exp = project.experiments.get()
+    assert response.status_code == 302
+    assert response.url == exp_url("experiment_detail", exp)
+    assert exp.kind == kind
+    assert exp.description == "first try"
+    assert exp.created_by == owner
+    assert exp.trials.get().state == RunState.QUEUED
+
+
+def test_cancel_running_experiment(client, project, owner):
+    exp = make_experiment(project, 1, state=RunState.RUNNING)
+    login(client, owner).post(exp_url("experiment_cancel", exp))
+    exp.refresh_from_db()
+    assert exp.state == RunState.CANCELLED
+    assert exp.trials.get().state == RunState.CANCELLED
+
+
+# ---------------------------------------------------------------- list and detail
+
+
+def test_tracking_list_columns(client, project, owner):
+    make_experiment(project, 1, description="baseline run", best_value=0.4321)
+    make_experiment(project, 2, state=RunState.FAILED, failure_reason="boom")
+    page = (
+        login(client, owner).get(reverse("experiment_list", args=[project.slug])).content.decode()
+    )
+    for needle in (
+        "exp1",
+        "exp2",
+        "baseline run",
+        "Complete",
+        "Failed",
+        "node-1",
+        "0.4321",
+        "Training",
+    ):
+        assert needle in page
+
+
+def test_detail_page(client, project, owner):
+    exp = make_experiment(project, 1, description="desc", state=RunState.FAILED)
+    exp.failure_reason = "Traceback: RuntimeError boom"
+    exp.save()
+    (exp.output_dir / "config.yaml").write_text("lr: 0.123\n")
+    page = login(client, owner).get(exp_url("experiment_detail", exp)).content.decode()
+    assert "lr: 0.123" in page
+    assert "RuntimeError boom" in page
+    assert "model.pth" in page
+    assert f"/ws/experiments/{exp.pk}/" in page
+    assert reverse("plotly_js") in page
+    assert "code/train.py" not in page  # the snapshot is not listed as an output
+
+
+def test_history_endpoint_and_cursor(client, project, owner):
+    exp = make_experiment(project, 1, rows=30)
+    c = login(client, owner)
+    full = c.get(exp_url("experiment_history", exp)).json()
+    assert full["experiment"]["state"] == "complete"
+    history = full["history"]
+    assert history["cursor"] == 30
+    assert len(history["series"]["train"]["x"]) == 30
+    assert history["epochs"][0]["score"] == 1.1
+    again = c.get(exp_url("experiment_history", exp, after=30)).json()["history"]
+    assert again["after"] == 30
+    assert again["series"]["train"]["x"] == []
+    assert again["epochs"][0]["score"] == 1.1  # epochs always come with a re-sync
+    tail = c.get(exp_url("experiment_history", exp, after=25)).json()["history"]
+    assert len(tail["series"]["train"]["x"]) == 5
+
+
+def test_history_endpoint_without_trial(client, project, owner):
+    exp = Experiment.objects.create(project=project, number=7)
+    body = login(client, owner).get(exp_url("experiment_history", exp)).json()
+    assert body["history"] is None
+
+
+def test_log_endpoint_with_offset(client, project, owner):
+    exp = make_experiment(project, 1)
+    c = login(client, owner)
+    first = c.get(exp_url("experiment_log", exp)).json()
+    assert first["text"] == "line one\nline two\n"
+    with (exp.output_dir / "log.txt").open("a") as fh:
+        fh.write("line three\n")
+    more = c.get(exp_url("experiment_log", exp, after=first["cursor"])).json()
+    assert more["text"] == "line three\n"
+
+
+def test_download_output_file_and_refuse_traversal(client, project, owner):
+    make_experiment(project, 1)
+    (project.root / "secret.txt").write_text("nope")
+    c = login(client, owner)
+    response = c.get(reverse("experiment_file", args=[project.slug, 1, "model.pth"]))
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"\x00weights"
+    assert "attachment" in response["Content-Disposition"]
+    for bad in ("../../secret.txt", "..%2F..%2Fsecret.txt", "nothing.txt"):
+        url = reverse("experiment_file", args=[project.slug, 1, "x"]).removesuffix("x") + bad
+        assert c.get(url).status_code == 404, bad
+
+
+# ---------------------------------------------------------------- edit / delete / restore
+
+
+def test_edit_description(client, project, owner):
+    exp = make_experiment(project, 1)
+    login(client, owner).post(exp_url("experiment_description", exp), {"description": "  better  "})
+    exp.refresh_from_db()
+    assert exp.description == "better"
+
+
+def test_delete_running_experiment_cancels_first(client, project, owner, monkeypatch):
+    import sweeps.actions
+
+    exp = make_experiment(project, 1, state=RunState.RUNNING)
+    cancelled = []
+    real_cancel = sweeps.actions.do_cancel_experiment
+    monkeypatch.setattr(
+        sweeps.actions,
+        "do_cancel_experiment",
+        lambda e, *a, **k: cancelled.append(e.pk) or real_cancel(e, *a, **k),
+    )
+    out = exp.output_dir
+    response = login(client, owner).post(exp_url("experiment_delete", exp))
+    assert response.status_code == 302
+    assert cancelled == [exp.pk]
+    assert not Experiment.objects.filter(pk=exp.pk).exists()
+    assert not out.exists()
+
+
+def test_restore_code_keeps_current_code(client, project, owner):
+    exp = make_experiment(project, 3, code={"train.py": "print('exp3')\n", "extra.py": "X = 3\n"})
+    response = login(client, owner).post(exp_url("experiment_restore", exp))
+    assert response.status_code == 302
+    assert (project.code_dir / "train.py").read_text() == "print('exp3')\n"
+    assert (project.code_dir / "extra.py").read_text() == "X = 3\n"
+    assert not (project.code_dir / "config.yaml").exists()
+    backups = sorted(project.root.glob("code-backup-*"))
+    assert len(backups) == 1
+    assert (backups[0] / "train.py").read_text() == "print('current')\n"
+    assert (backups[0] / "config.yaml").read_text() == "lr: 0.05\n"
+    # The snapshot itself is untouched.
+    assert (exp.output_dir / "code" / "train.py").read_text() == "print('exp3')\n"
+
+
+def test_restore_without_snapshot(client, project, owner):
+    exp = Experiment.objects.create(project=project, number=9)
+    login(client, owner).post(exp_url("experiment_restore", exp))
+    assert (project.code_dir / "train.py").read_text() == "print('current')\n"
+    assert not list(project.root.glob("code-backup-*"))
+
+
+# ---------------------------------------------------------------- compare / diff
+
+
+def test_compare_page(client, project, owner):
+    make_experiment(project, 1)
+    make_experiment(project, 2)
+    page = (
+        login(client, owner)
+        .get(reverse("experiment_compare", args=[project.slug]) + "?n=1&n=2")
+        .content.decode()
+    )
+    assert 'id="compare-series"' in page
+    assert reverse("experiment_history", args=[project.slug, 2]) in page
+
+
+def test_code_diff(client, project, owner):
+    make_experiment(project, 1, code={"train.py": "a = 1\nb = 2\n", "old.py": "gone\n"})
+    make_experiment(project, 2, code={"train.py": "a = 1\nb = 3\n", "new.py": "hello\n"})
+    page = (
+        login(client, owner)
+        .get(reverse("experiment_diff", args=[project.slug]) + "?a=1&b=2")
+        .content.decode()
+    )
+    assert "-b = 2" in page
+    assert "+b = 3" in page
+    assert "old.py" in page
+    assert "removed" in page
+    assert "new.py" in page
+    assert "added" in page

@@ -1,5 +1,11 @@
-"""Websocket routes (filled in by the consumers)."""
+"""Websocket routes."""
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import re_path
+
+from sweeps.consumers import ExperimentConsumer
+
+websocket_urlpatterns = [
+    re_path(r"^ws/experiments/(?P<experiment_id>\d+)/$", ExperimentConsumer.as_asgi()),
+]

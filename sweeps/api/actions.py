@@ -1,0 +1,525 @@
+"""State changes made through the Training Monitor REST API.
+
+Like ``sweeps/actions.py``: every change touching several rows is one ``do_<verb>_<noun>``
+function, live events are sent after the transaction commits, and the Optuna study is only
+touched outside transactions (``sweeps/studies.py`` explains why).
+
+Object mapping (ids are the primary keys, as strings):
+
+* SigOpt experiment -> ``Experiment`` (kind ``api``); ``spec`` holds the validated body
+  plus ``study_name``; ``description`` holds the name.
+* suggestion, training run and observation -> one ``Trial`` (``Trial.number`` is the
+  Optuna trial number). A training run exists once ``started_at`` is set, the observation
+  once ``finished_at`` is set; their metadata lives under ``Trial.metadata``.
+* checkpoint -> ``Checkpoint``, plus what Luminide's own runs store so the same live charts
+  work: a ``TrialEpoch`` (epoch = checkpoint index) with the optimised metric as
+  ``val_loss`` (a metric named ``train_loss`` as ``train_loss``) and the Early Ranking score
+  when that metric is minimised, and one epoch-end history row (``iter = -1``,
+  ``val_loss = epoch_val_loss = metric``) in a ``HistoryChunk``; then the platform's
+  ``history.rows`` and ``trial.update`` events (``sweeps.events``) after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+from django.db import IntegrityError, transaction
+from django.db.models import Min
+from django.utils import timezone
+from django.utils.text import slugify
+from optuna.trial import TrialState
+
+from luminide.models import Project
+from sweeps import events, studies
+from sweeps.actions import do_create_experiment, send_event_on_commit
+from sweeps.api import criteria
+from sweeps.api.validation import ApiError, bad
+from sweeps.history import HistoryArrays, chart_series, encode_chunk
+from sweeps.models import Checkpoint, Experiment, HistoryChunk, RunState, Trial, TrialEpoch
+
+logger = logging.getLogger(__name__)
+
+API_PROJECT_NAME = "API experiments"
+
+
+# --- helpers on the spec -------------------------------------------------------------
+
+
+def optimized_metric(spec: dict[str, Any]) -> dict[str, Any]:
+    return next(m for m in spec["metrics"] if m["strategy"] == "optimize")
+
+
+def objectives(spec: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["objective"] for m in spec["metrics"]}
+
+
+def _values_by_name(values: list[dict[str, Any]]) -> dict[str, float]:
+    return {v["name"]: v["value"] for v in values}
+
+
+# --- projects ------------------------------------------------------------------------
+
+
+def api_project_for(user, slug: str | None = None) -> Project:
+    """The project an API experiment goes to.
+
+    ``slug`` given (the experiment body's ``project``): that project, if the user can access
+    it. Otherwise the user's own API project ``<username>-api``, created on first use.
+    """
+    if slug:
+        project = Project.objects.for_user(user).filter(slug=slug).first()
+        if project is None:
+            raise bad("project", f"no project {slug!r} that you can access")
+        return project
+    base = (slugify(f"{user.username}-api") or f"user{user.pk}-api")[:56]
+    for candidate in (base, f"{base}-{user.pk}"):
+        project = Project.objects.filter(slug=candidate).first()
+        if project is not None:
+            if project.owner_id == user.pk:
+                return project
+            continue
+        try:
+            return _create_project(user, candidate)
+        except (IntegrityError, ValueError):
+            # A concurrent request created it (or a stray folder exists): look again.
+            project = Project.objects.filter(slug=candidate, owner=user).first()
+            if project is not None:
+                return project
+    raise ApiError(409, "could not create your API project; pass an existing project slug")
+
+
+def _create_project(user, slug: str) -> Project:
+    try:
+        from luminide.workspace import create_project
+    except ImportError:  # pragma: no cover - the workspace module ships with the app
+        with transaction.atomic():
+            project = Project.objects.create(slug=slug, name=API_PROJECT_NAME, owner=user)
+        project.output_dir.mkdir(parents=True, exist_ok=True)
+        return project
+    return create_project(user, slug, API_PROJECT_NAME, "")
+
+
+# --- experiments ---------------------------------------------------------------------
+
+
+def do_create_api_experiment(user, spec: dict[str, Any]) -> Experiment:
+    """Create an API experiment and its Optuna study.
+
+    Args:
+        user: The token's user (the experiment's creator).
+        spec: The validated SigOpt experiment body (``validation.experiment_create``).
+
+    Returns:
+        The new ``Experiment`` (kind ``api``, state running).
+    """
+    project = api_project_for(user, spec.pop("project", None))
+    study_name = f"luminide-api-{uuid.uuid4().hex}"
+    # Validate the space by building it; SpaceError only on impossible bounds.
+    studies.sigopt_distributions(spec["parameters"])
+    studies.create_study(study_name, [optimized_metric(spec)["objective"]])
+    try:
+        experiment = do_create_experiment(
+            project,
+            user,
+            kind=Experiment.Kind.API,
+            description=spec["name"],
+            spec={**spec, "study_name": study_name, "updated": int(time.time())},
+            config={},
+        )
+        with transaction.atomic():
+            # An API experiment runs from creation: it has no task to start it.
+            experiment.state = RunState.RUNNING
+            experiment.started_at = timezone.now()
+            experiment.save(update_fields=["state", "started_at"])
+            _emit_experiment(experiment)
+    except BaseException:
+        studies.delete_study(study_name)
+        raise
+    return experiment
+
+
+def _emit_experiment(experiment: Experiment) -> None:
+    send_event_on_commit(experiment.pk, events.experiment_update(experiment))
+
+
+def _emit_trial(trial: Trial) -> None:
+    send_event_on_commit(trial.experiment_id, events.trial_update(trial))
+
+
+def do_update_api_experiment(experiment: Experiment, changes: dict[str, Any]) -> Experiment:
+    """Apply name / metadata / observation_budget changes (validated)."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        spec = dict(experiment.spec)
+        spec.update(changes)
+        spec["updated"] = int(timezone.now().timestamp())
+        experiment.spec = spec
+        fields = ["spec"]
+        if "name" in changes:
+            experiment.description = changes["name"]
+            fields.append("description")
+        experiment.save(update_fields=fields)
+        _emit_experiment(experiment)
+    return experiment
+
+
+def do_delete_api_experiment(experiment: Experiment) -> None:
+    """Delete the experiment, its trials, checkpoints and epochs, then its study."""
+    study_name = experiment.spec.get("study_name")
+    with transaction.atomic():
+        experiment.delete()
+    if study_name:
+        try:
+            studies.delete_study(study_name)
+        except Exception:
+            logger.exception("could not delete Optuna study %s", study_name)
+
+
+# --- suggestions ---------------------------------------------------------------------
+
+
+def _load_study(experiment: Experiment):
+    name = experiment.spec["study_name"]
+    try:
+        return studies.load_study(name)
+    except KeyError:  # the study storage was reset: start a fresh study
+        return studies.create_study(name, [optimized_metric(experiment.spec)["objective"]])
+
+
+def _reconcile(study, experiment: Experiment) -> None:
+    """Tell the study about observations it missed (a crash between commit and tell)."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return
+    finished = Trial.objects.filter(
+        experiment=experiment, number__in=running, finished_at__isnull=False
+    ).values_list("number", "state", "value")
+    for number, state, value in finished:
+        _tell(study, number, state, value)
+
+
+def _tell(study, number: int, state: str, value: float | None) -> None:
+    if state == RunState.COMPLETE and value is not None:
+        studies.tell(study, number, value)
+    else:
+        studies.tell(study, number, state=TrialState.FAIL)
+
+
+def do_create_suggestion(experiment: Experiment, data: dict[str, Any]) -> Trial:
+    """Ask the experiment's study for new assignments and store them as a trial.
+
+    Args:
+        experiment: An API experiment.
+        data: Validated body: ``metadata`` and optional fixed ``assignments``.
+    """
+    spec = experiment.spec
+    study = _load_study(experiment)
+    _reconcile(study, experiment)
+    dists = studies.sigopt_distributions(spec["parameters"])
+    optuna_trial = studies.ask(study, dists, data.get("assignments"))
+    params = dict(optuna_trial.params)
+    try:
+        with transaction.atomic():
+            trial = Trial.objects.create(
+                experiment=experiment,
+                number=optuna_trial.number,
+                state=RunState.QUEUED,
+                params=params,
+                metadata={"suggestion": {"metadata": data["metadata"]}},
+            )
+            _emit_trial(trial)
+    except BaseException:
+        studies.tell(study, optuna_trial.number, state=TrialState.FAIL)
+        raise
+    return trial
+
+
+# --- training runs -------------------------------------------------------------------
+
+
+def do_create_training_run(experiment: Experiment, data: dict[str, Any]) -> Trial:
+    """Start the training run of an open suggestion (one run per suggestion)."""
+    with transaction.atomic():
+        trial = (
+            Trial.objects.select_for_update()
+            .filter(experiment=experiment, pk=_int_id(data["suggestion"]))
+            .order_by()
+            .first()
+        )
+        if trial is None:
+            raise bad("suggestion", f"no suggestion {data['suggestion']} in this experiment")
+        if trial.started_at is not None:
+            raise bad("suggestion", f"suggestion {trial.pk} already has a training run")
+        if trial.finished_at is not None:
+            raise bad("suggestion", f"suggestion {trial.pk} already has an observation")
+        now = timezone.now()
+        trial.started_at = now
+        trial.state = RunState.RUNNING
+        trial.metadata = {
+            **trial.metadata,
+            "training_run": {"name": data["name"], "metadata": data["metadata"]},
+        }
+        trial.save(update_fields=["started_at", "state", "metadata"])
+        _emit_trial(trial)
+    return trial
+
+
+def _int_id(raw: str) -> int:
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else -1
+
+
+# --- checkpoints ---------------------------------------------------------------------
+
+
+def _best_finished(experiment: Experiment, metric: str) -> float | None:
+    """Best outcome among the experiment's finished runs for a minimised ``metric``."""
+    spec = experiment.spec
+    done = Trial.objects.filter(experiment=experiment, state=RunState.COMPLETE)
+    if metric == optimized_metric(spec)["name"]:
+        return done.aggregate(b=Min("value"))["b"]
+    outcomes = []
+    for meta in done.values_list("metadata", flat=True):
+        observed = _values_by_name((meta.get("observation") or {}).get("values") or [])
+        value = observed.get(metric, (meta.get("best_values") or {}).get(metric))
+        if value is not None:
+            outcomes.append(value)
+    return min(outcomes) if outcomes else None
+
+
+def do_create_checkpoint(experiment: Experiment, trial_pk: int, data: dict[str, Any]) -> Checkpoint:
+    """Store a checkpoint of a training run and decide whether the run should stop.
+
+    Also stores a ``TrialEpoch`` for the charts and updates the trial's best value and
+    Early Ranking score; events go out after commit.
+
+    Raises:
+        ApiError: 404 unknown run; 403 after the observation or beyond ``max_checkpoints``.
+    """
+    spec = experiment.spec
+    monitor = spec.get("training_monitor") or {}
+    max_checkpoints = monitor.get("max_checkpoints")
+    rules = monitor.get("early_stopping_criteria") or []
+    objective_of = objectives(spec)
+    chart = optimized_metric(spec)
+    new_values = _values_by_name(data["values"])
+    best_finished = {
+        c["metric"]: _best_finished(experiment, c["metric"])
+        for c in rules
+        if c["type"] == "early_ranking"
+    }
+    with transaction.atomic():
+        # order_by(): Trial's Meta ordering would join (and on PostgreSQL lock) the
+        # experiment and project rows too.
+        trial = (
+            Trial.objects.select_for_update()
+            .filter(experiment=experiment, pk=trial_pk, started_at__isnull=False)
+            .order_by()
+            .first()
+        )
+        if trial is None:
+            raise ApiError(404, f"no training run {trial_pk}")
+        if trial.finished_at is not None:
+            raise ApiError(
+                403, f"training run {trial.pk} already has an observation: no more checkpoints"
+            )
+        seq = trial.epochs_done
+        if max_checkpoints is not None and seq >= max_checkpoints:
+            raise ApiError(
+                403,
+                f"training run {trial.pk} already has max_checkpoints={max_checkpoints} "
+                "checkpoints",
+            )
+        history: dict[str, list[float]] = {name: [] for name in objective_of}
+        previous = Checkpoint.objects.filter(trial=trial).order_by("seq")
+        for values in previous.values_list("values", flat=True):
+            for name, value in _values_by_name(values).items():
+                history.setdefault(name, []).append(value)
+        for name, value in new_values.items():
+            history[name].append(value)
+
+        memo: dict[tuple[float, ...], float | None] = {}
+
+        def scorer(values) -> float | None:
+            key = tuple(values)
+            if key not in memo:
+                memo[key] = criteria.early_ranking_score(values)
+            return memo[key]
+
+        chart_values = history[chart["name"]]
+        score = None
+        if chart["objective"] == "minimize" and chart["name"] in new_values:
+            score = scorer(chart_values)
+        reasons = criteria.evaluate(rules, objective_of, history, best_finished, scorer)
+        should_stop = any(reasons.values()) or (
+            max_checkpoints is not None and seq + 1 >= max_checkpoints
+        )
+        now = timezone.now()
+        checkpoint = Checkpoint.objects.create(
+            trial=trial,
+            seq=seq,
+            values=data["values"],
+            metadata=data["metadata"],
+            should_stop=should_stop,
+            stopping_reasons=reasons,
+            created_at=now,
+        )
+        epoch = TrialEpoch.objects.create(
+            trial=trial,
+            epoch=seq,
+            train_loss=new_values.get("train_loss") if chart["name"] != "train_loss" else None,
+            val_loss=new_values.get(chart["name"]),
+            score=score,
+            created_at=now,
+        )
+        meta = dict(trial.metadata)
+        best_values = dict(meta.get("best_values") or {})
+        best_ids = dict(meta.get("best_checkpoints") or {})
+        for name, value in new_values.items():
+            old = best_values.get(name)
+            if old is None or criteria.is_better(value, old, objective_of[name]):
+                best_values[name] = value
+                best_ids[name] = checkpoint.pk
+        meta["best_values"] = best_values
+        meta["best_checkpoints"] = best_ids
+        if should_stop:
+            meta["stopping_reasons"] = reasons
+        first_row = trial.rows_stored
+        chart_data = _store_history_row(trial, epoch, meta)
+        trial.metadata = meta
+        trial.epochs_done = seq + 1
+        trial.rows_stored = first_row + 1
+        trial.best_val_loss = best_values.get(chart["name"])
+        if score is not None:
+            trial.score = score
+        trial.save(
+            update_fields=["metadata", "epochs_done", "rows_stored", "best_val_loss", "score"]
+        )
+        send_event_on_commit(
+            trial.experiment_id,
+            events.history_rows(
+                trial,
+                after=first_row,
+                cursor=trial.rows_stored,
+                chart=chart_data,
+                step_column="iter",
+            ),
+        )
+        _emit_trial(trial)
+    return checkpoint
+
+
+def _store_history_row(trial: Trial, epoch: TrialEpoch, meta: dict[str, Any]) -> dict:
+    """Store the checkpoint as one epoch-end history row; returns its chart data."""
+    nan = float("nan")
+    val = nan if epoch.val_loss is None else epoch.val_loss
+    row = HistoryArrays(
+        seq=np.array([trial.rows_stored], dtype=np.int64),
+        epoch=np.array([epoch.epoch], dtype=np.int64),
+        step=np.array([-1], dtype=np.int64),
+        train_loss=np.array([nan if epoch.train_loss is None else epoch.train_loss]),
+        val_loss=np.array([val]),
+        epoch_val_loss=np.array([val]),
+        step_column="iter",
+    )
+    HistoryChunk.objects.create(
+        trial=trial,
+        first_seq=trial.rows_stored,
+        row_count=1,
+        first_epoch=epoch.epoch,
+        last_epoch=epoch.epoch,
+        data=encode_chunk(row),
+    )
+    meta["history"] = {
+        **(meta.get("history") or {}),
+        "first_epoch": 0,
+        "step_column": "iter",
+        "has_end_rows": True,
+    }
+    data = chart_series(row, first_epoch=0)
+    data.pop("smooth_last", None)
+    return data
+
+
+# --- observations --------------------------------------------------------------------
+
+
+def do_create_observation(experiment: Experiment, data: dict[str, Any]) -> Trial:
+    """Close a suggestion with an observation, finish its run and tell the study.
+
+    With no value and not failed, the values of the run's best checkpoint (for the
+    optimised metric) are used.
+    """
+    spec = experiment.spec
+    chart = optimized_metric(spec)
+    ids = {k: _int_id(data[k]) for k in ("suggestion", "training_run") if data.get(k)}
+    if len(set(ids.values())) > 1:
+        raise bad("training_run", "belongs to another suggestion")
+    key, pk = next(iter(ids.items()))
+    with transaction.atomic():
+        trial = (
+            Trial.objects.select_for_update()
+            .filter(experiment=experiment, pk=pk)
+            .order_by()
+            .first()
+        )
+        if trial is None or (key == "training_run" and trial.started_at is None):
+            raise bad(key, f"no {key.replace('_', ' ')} {data[key]} in this experiment")
+        if trial.finished_at is not None:
+            raise bad(key, f"suggestion {trial.pk} already has an observation")
+        values = data["values"]
+        if values is None and not data["failed"]:
+            best_id = (trial.metadata.get("best_checkpoints") or {}).get(chart["name"])
+            if best_id is None:
+                raise bad("value", "is required (the run has no checkpoint to take it from)")
+            values = Checkpoint.objects.get(pk=best_id).values
+        now = timezone.now()
+        trial.finished_at = now
+        trial.state = RunState.FAILED if data["failed"] else RunState.COMPLETE
+        trial.value = None if data["failed"] else _values_by_name(values)[chart["name"]]
+        if data["failed"]:
+            trial.failure_reason = "reported as failed through the API"
+        trial.metadata = {
+            **trial.metadata,
+            "observation": {
+                "values": values or [],
+                "failed": data["failed"],
+                "metadata": data["metadata"],
+            },
+        }
+        trial.save(update_fields=["finished_at", "state", "value", "failure_reason", "metadata"])
+        _update_experiment_after_observation(experiment, trial, chart["objective"])
+    study = _load_study(experiment)
+    try:
+        _tell(study, trial.number, trial.state, trial.value)
+    except Exception:
+        # The observation is stored; the next suggestion reconciles the study.
+        logger.exception("could not tell study %s about trial %s", spec["study_name"], trial.number)
+    return trial
+
+
+def _update_experiment_after_observation(
+    experiment: Experiment, trial: Trial, objective: str
+) -> None:
+    exp = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    fields = []
+    improved = trial.value is not None and (
+        exp.best_value is None or criteria.is_better(trial.value, exp.best_value, objective)
+    )
+    if improved:
+        exp.best_value = trial.value
+        fields.append("best_value")
+    budget = exp.spec.get("observation_budget")
+    if budget and exp.state == RunState.RUNNING:
+        observed = Trial.objects.filter(experiment=exp, finished_at__isnull=False).count()
+        if observed >= budget:
+            exp.state = RunState.COMPLETE
+            exp.finished_at = timezone.now()
+            fields += ["state", "finished_at"]
+    if fields:
+        exp.save(update_fields=fields)
+        _emit_experiment(exp)
+    _emit_trial(trial)

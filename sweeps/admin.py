@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from luminide.templatetags.luminide_tags import duration
 from sweeps.models import Checkpoint, Experiment, Trial, TrialEpoch
 
 
@@ -25,7 +26,7 @@ class ExperimentAdmin(admin.ModelAdmin):
         "description",
         "created_by",
         "started_at",
-        "finished_at",
+        "run_time",
         "best_value",
     )
     list_filter = ("state", "kind", "project", "created_at")
@@ -34,6 +35,10 @@ class ExperimentAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at", "started_at", "finished_at")
     date_hierarchy = "created_at"
     inlines = [TrialInline]
+
+    @admin.display(description="Duration")
+    def run_time(self, obj: Experiment) -> str:
+        return duration(obj.duration)
 
 
 class TrialEpochInline(admin.TabularInline):
@@ -56,13 +61,17 @@ class TrialAdmin(admin.ModelAdmin):
         "value",
         "rows_stored",
         "started_at",
-        "finished_at",
+        "run_time",
     )
     list_filter = ("state", "node", "experiment__kind", "experiment__project")
     search_fields = ("experiment__project__slug", "experiment__description", "node__hostname")
     list_select_related = ("experiment__project", "node")
     readonly_fields = ("rows_stored", "created_at", "started_at", "finished_at", "pid", "task_id")
     inlines = [TrialEpochInline]
+
+    @admin.display(description="Duration")
+    def run_time(self, obj: Trial) -> str:
+        return duration(obj.duration)
 
 
 @admin.register(Checkpoint)

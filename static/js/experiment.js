@@ -39,9 +39,9 @@
     requestAnimationFrame(() => {
       state.drawPending = false;
       const s = state.store;
-      if (s.train.length || s.val.length || s.epochs.size) C.draw(lossEl, C.lossFigure(s, { uirevision: "loss" }));
+      if (s.train.x.length || s.val.x.length || s.epochs.size) C.draw(lossEl, C.lossFigure(s, { uirevision: "loss" }));
       if (s.epochs.size) C.draw(epochEl, C.epochFigure(s, { uirevision: "epoch" }));
-      lossEl.dataset.points = String(s.train.length + s.val.length);
+      lossEl.dataset.points = String(s.train.x.length + s.val.x.length);
       epochEl.dataset.points = String(s.epochs.size);
     });
   }
@@ -176,18 +176,29 @@
     }
   }
 
-  async function syncLog() {
-    let data = await fetchJSON(root.dataset.logUrl + "?trial=" + state.trial + "&after=" + state.logCursor);
-    if (data.offset < state.logCursor && !data.truncated) {
-      // The log shrank (replaced): read it again from the start.
-      state.logCursor = 0;
-      data = await fetchJSON(root.dataset.logUrl + "?trial=" + state.trial + "&after=0");
+  // Log reads are serialised: two overlapping reads from one cursor would print twice.
+  let logChain = Promise.resolve();
+  function syncLog() {
+    logChain = logChain.then(readLog, readLog);
+    return logChain;
+  }
+
+  async function readLog() {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const after = state.logCursor;
+      const data = await fetchJSON(root.dataset.logUrl + "?trial=" + state.trial + "&after=" + after);
+      if (state.logCursor !== after) continue; // a websocket message moved the cursor: ask again
+      if (data.offset < after && !data.truncated) {
+        // The log shrank (replaced): read it again from the start.
+        logEl.textContent = "";
+        state.logCursor = 0;
+        continue;
+      }
+      if (data.offset > after) logEl.textContent = "… (earlier output cut) …\n";
+      appendLog(data.text);
+      state.logCursor = data.cursor;
+      return;
     }
-    if (data.offset !== state.logCursor) {
-      logEl.textContent = data.truncated ? "… (earlier output cut) …\n" : "";
-    }
-    appendLog(data.text);
-    state.logCursor = data.cursor;
   }
 
   async function resync() {
@@ -251,7 +262,7 @@
         break;
       case "log.lines":
         if (msg.trial !== undefined && msg.trial !== state.trial) return;
-        if (applyLog(msg) === "gap") syncLog().catch(() => {});
+        if (applyLog(msg) === "gap") syncLog().catch(() => resync());
         break;
       default:
         break;

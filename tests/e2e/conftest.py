@@ -1,0 +1,167 @@
+"""End-to-end fixtures: the whole embedded stack in a temporary data folder, and Chromium.
+
+``luminide_stack`` runs what ``make run`` runs (migrate, ``bootstrap_demo``, then
+``python -m luminide.launcher``: a real Redis, a real Celery worker and daphne serving HTTP
+and websockets) with its own ``LUMINIDE_DATA_DIR``/``LUMINIDE_VAR_DIR`` and a free port, so
+the browser tests exercise exactly what a user gets and never touch ``./data``.
+
+Browser tests are sorted last (pytest-playwright's event loop stays running and would break
+async tests that come after them; see STACK-NOTES).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API keeps an event loop running in this thread.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+DEMO_PASSWORD = "e2e-demo-password"
+STAFF = ("staff", "e2e-staff-password")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Run browser tests after every other test (stable sort keeps their own order)."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (scripts/install-system-deps.sh)")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--disable-gpu", "--disable-dev-shm-usage"],
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1440, "height": 900}}
+
+
+@dataclass
+class Stack:
+    url: str
+    data_dir: Path
+    env: dict
+    log: Path
+
+    @property
+    def demo_project(self) -> Path:
+        return self.data_dir / "projects" / "demo"
+
+    def manage(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"the launcher exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def luminide_stack():
+    """The embedded stack (Redis + worker + daphne) on a free port in a temp folder."""
+    if not (REPO / "luminide" / "launcher.py").exists():
+        pytest.skip("luminide.launcher is not there yet")
+    root = Path(tempfile.mkdtemp(prefix="lum-e2e-", dir="/tmp"))  # short: unix socket path
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "luminide.settings",
+        "LUMINIDE_DATA_DIR": str(root / "data"),
+        "LUMINIDE_VAR_DIR": str(root / "var"),
+        "REDIS_URL": f"unix://{root / 'var' / 'redis.sock'}",
+        "LUMINIDE_PORT": str(port),
+        "LUMINIDE_HOST": "127.0.0.1",
+        "LUMINIDE_DEMO_PASSWORD": DEMO_PASSWORD,
+        "DEBUG": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    stack = Stack(f"http://127.0.0.1:{port}", root / "data", env, root / "launcher.log")
+    stack.manage("migrate", "--noinput", "-v", "0")
+    stack.manage("bootstrap_demo")
+    stack.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        f"User.objects.create_superuser({STAFF[0]!r}, 'staff@example.org', {STAFF[1]!r})",
+    )
+    with stack.log.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "luminide.launcher"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        _wait_http(stack.url + "/login/", proc, stack.log)
+        yield stack
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # the launcher stops its children
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if os.environ.get("LUMINIDE_E2E_KEEP"):
+            print(f"e2e stack folder kept: {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,222 @@
+"""A user's first session, in Debian Chromium against the real embedded stack.
+
+Log in, open the demo project, break ``config.yaml`` and see the error (file unchanged), fix
+it, click Train, watch the chart gain points live, then the tracking list, compare, code
+diff, restore, nodes, API tokens and the admin console. Every page is saved as a screenshot
+in ``test-artifacts/screenshots/``.
+
+The tests of this module share one logged-in page and run in order.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import DEMO_PASSWORD, STAFF
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+RUN_TIMEOUT_MS = 240_000
+
+
+@pytest.fixture(scope="module")
+def app(browser, luminide_stack):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    yield page
+    context.close()
+
+
+def shot(page: Page, screenshot_dir, name: str) -> None:
+    page.wait_for_timeout(300)  # let Plotly finish its transition
+    page.screenshot(path=str(screenshot_dir / f"{name}.png"), full_page=True)
+
+
+def chart_points(page: Page) -> int:
+    return int(page.get_attribute("#chart-loss", "data-points") or 0)
+
+
+def wait_finished(page: Page) -> str:
+    page.wait_for_function(
+        "() => !['queued', 'running'].includes(document.getElementById('experiment').dataset.state)",
+        timeout=RUN_TIMEOUT_MS,
+    )
+    return page.get_attribute("#experiment", "data-state")
+
+
+def start_fast_training(page: Page, description: str) -> int:
+    page.fill("#id_description", description)
+    page.check("#id_fast")
+    page.click("#train-button")
+    page.wait_for_url(re.compile(r"/projects/demo/experiments/\d+/$"))
+    return int(page.get_attribute("#experiment", "data-number"))
+
+
+def test_login(app: Page, luminide_stack, screenshot_dir):
+    app.goto(luminide_stack.url + "/")
+    expect(app).to_have_url(re.compile(r"/login/"))
+    shot(app, screenshot_dir, "01-login")
+    app.fill("#id_username", "demo")
+    app.fill("#id_password", "wrong")
+    app.click("button[type=submit]")
+    expect(app.locator(".alert-error")).to_contain_text("didn't match")
+    app.fill("#id_username", "demo")
+    app.fill("#id_password", DEMO_PASSWORD)
+    app.click("button[type=submit]")
+    expect(app).to_have_url(re.compile(r"/projects/$"))
+    expect(app.locator("table")).to_contain_text("demo")
+    shot(app, screenshot_dir, "02-projects")
+
+
+def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screenshot_dir):
+    config = luminide_stack.demo_project / "code" / "config.yaml"
+    original = config.read_bytes()
+
+    app.click("text=Open")
+    expect(app).to_have_url(re.compile(r"/projects/demo/"))
+    expect(app.locator("#editor-path")).to_have_text("config.yaml")
+    expect(app.locator(".CodeMirror")).to_contain_text("lr: 0.05")
+    expect(app.locator("#file-tree")).to_contain_text("train.py")
+    shot(app, screenshot_dir, "03-ide")
+
+    # Break config.yaml: an unclosed list. Ctrl-S is refused with the line; disk unchanged.
+    app.click(".CodeMirror-lines")
+    app.keyboard.press("Control+End")
+    app.keyboard.type("batch_sizes: [8, 16")
+    expect(app.locator("#editor-dirty")).to_be_visible()
+    app.keyboard.press("Control+s")
+    error = app.locator("#editor-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("config.yaml not saved")
+    expect(error).to_contain_text(re.compile(r"line \d+"))
+    expect(app.locator(".cm-error-line")).to_have_count(1)
+    expect(app.locator("#editor-status")).to_have_text("Not saved")
+    assert config.read_bytes() == original
+    shot(app, screenshot_dir, "04-ide-yaml-error")
+
+    # Fix it (delete the broken line) and save.
+    app.keyboard.press("End")
+    app.keyboard.press("Shift+Home")
+    app.keyboard.press("Backspace")
+    app.keyboard.press("Control+s")
+    expect(app.locator("#editor-status")).to_contain_text("Saved")
+    expect(error).to_be_hidden()
+    assert config.read_bytes() == original
+
+    # Other files open with their own mode.
+    app.click("#file-tree >> text=train.py")
+    expect(app.locator("#editor-path")).to_have_text("train.py")
+    expect(app.locator(".CodeMirror .cm-keyword").first).to_be_visible()
+
+    # Train (Fast Training): the experiment page shows the chart gaining points live.
+    number = start_fast_training(app, "e2e fast run")
+    expect(app.locator("h1")).to_have_text(f"exp{number}")
+    seen: set[int] = set()
+    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        points = chart_points(app)
+        if points:
+            seen.add(points)
+        state = app.get_attribute("#experiment", "data-state")
+        if len(seen) >= 2 and state == "running":
+            break
+        if state not in ("queued", "running"):
+            break
+        app.wait_for_timeout(150)
+    shot(app, screenshot_dir, "05-experiment-live")
+    state = wait_finished(app)
+    if state != "complete":
+        pytest.fail(f"run ended {state}: {app.inner_text('#failure')}\n{app.inner_text('#log')}")
+    final = chart_points(app)
+    assert final > 0
+    assert len(seen | {final}) >= 2, f"the chart never grew while running: {sorted(seen)}"
+    expect(app.locator(".js-plotly-plot").first).to_be_visible()
+    expect(app.locator("#exp-state")).to_contain_text("Complete")
+    expect(app.locator("#log")).not_to_be_empty()
+    expect(app.locator("#output-files")).to_contain_text("history.csv")
+    assert int(app.get_attribute("#chart-epoch", "data-points") or 0) >= 1
+    assert not app.errors, app.errors  # type: ignore[attr-defined]
+    shot(app, screenshot_dir, "06-experiment-complete")
+
+
+def test_second_run_list_compare_diff_restore(app: Page, luminide_stack, screenshot_dir):
+    config = luminide_stack.demo_project / "code" / "config.yaml"
+    original = config.read_text()
+    app.goto(luminide_stack.url + "/projects/demo/")
+    expect(app.locator(".CodeMirror")).to_contain_text("lr: 0.05")
+    app.evaluate(
+        "() => window.luminideEditor.setValue("
+        "window.luminideEditor.getValue().replace('lr: 0.05', 'lr: 0.02'))"
+    )
+    # Train saves unsaved editor changes first.
+    second = start_fast_training(app, "lower lr")
+    assert "lr: 0.02" in config.read_text()
+    assert wait_finished(app) == "complete"
+
+    app.click("nav >> text=Experiments")
+    rows = app.locator("#experiments-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("lower lr")
+    expect(rows.first).to_contain_text("Fast Training")
+    expect(rows.first).to_contain_text("Complete")
+    shot(app, screenshot_dir, "07-experiments-all")
+
+    app.goto(luminide_stack.url + "/projects/demo/experiments/")
+    app.check(f"input[name=n][value='{second}']")
+    app.check(f"input[name=n][value='{second - 1}']")
+    app.click("#compare-button")
+    expect(app.locator("#chart-compare")).to_have_attribute("data-series", "2")
+    shot(app, screenshot_dir, "08-compare")
+
+    app.goto(f"{luminide_stack.url}/projects/demo/experiments/diff?a={second - 1}&b={second}")
+    expect(app.locator(".diff .del")).to_contain_text("lr: 0.05")
+    expect(app.locator(".diff .add")).to_contain_text("lr: 0.02")
+    shot(app, screenshot_dir, "09-diff")
+
+    # Restore the first run's code; the current code stays in a code-backup folder.
+    app.goto(f"{luminide_stack.url}/projects/demo/experiments/{second - 1}/")
+    app.once("dialog", lambda dialog: dialog.accept())
+    app.click("text=Restore code")
+    expect(app).to_have_url(re.compile(r"/projects/demo/$"))
+    expect(app.locator(".flash")).to_contain_text("restored")
+    assert config.read_text() == original
+    backups = list(luminide_stack.demo_project.glob("code-backup-*"))
+    assert len(backups) == 1
+    assert "lr: 0.02" in (backups[0] / "config.yaml").read_text()
+
+
+def test_nodes_tokens_admin(app: Page, browser, luminide_stack, screenshot_dir):
+    app.goto(luminide_stack.url + "/nodes/")
+    expect(app.locator("#nodes-table tbody tr")).to_have_count(1)
+    expect(app.locator("#nodes-table")).to_contain_text("CPU")
+    shot(app, screenshot_dir, "10-nodes")
+
+    app.goto(luminide_stack.url + "/tokens/")
+    app.fill("#id_token_name", "laptop")
+    app.click("text=Create token")
+    expect(app.locator("#raw-token")).to_be_visible()
+    shot(app, screenshot_dir, "11-tokens")
+
+    # Non-staff users are sent to the admin login; staff get the console.
+    app.goto(luminide_stack.url + "/admin/")
+    expect(app).to_have_url(re.compile(r"/admin/login/"))
+    staff = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = staff.new_page()
+    page.goto(luminide_stack.url + "/admin/")
+    page.fill("#id_username", STAFF[0])
+    page.fill("#id_password", STAFF[1])
+    page.click("input[type=submit]")
+    expect(page.locator("#content")).to_contain_text("Projects")
+    shot(page, screenshot_dir, "12-admin")
+    page.goto(luminide_stack.url + "/admin/sweeps/experiment/")
+    expect(page.locator("#result_list")).to_contain_text("demo/exp")
+    shot(page, screenshot_dir, "13-admin-experiments")
+    staff.close()

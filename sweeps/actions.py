@@ -282,6 +282,10 @@ def do_finish_trial(trial: Trial, state: str, *, reason: str = "") -> bool:
         _free_node(trial.node_id)
         _emit_trial(trial)
         _finish_single_run_experiment(trial, now)
+        if trial.experiment.is_sweep:
+            from sweeps.sweep import on_trial_finished
+
+            on_trial_finished(trial)
     return True
 
 

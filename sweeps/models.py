@@ -170,6 +170,9 @@ class HistoryChunk(models.Model):
             models.UniqueConstraint(fields=["trial", "first_seq"], name="unique_chunk_start")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.trial} rows {self.first_seq}..{self.first_seq + self.row_count - 1}"
+
 
 class TrialEpoch(models.Model):
     """Per-epoch summary of a trial: what the sweep page and the ranker read."""
@@ -186,6 +189,9 @@ class TrialEpoch(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["trial", "epoch"], name="unique_trial_epoch")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.trial} epoch {self.epoch}"
 
 
 class Checkpoint(models.Model):
@@ -204,3 +210,6 @@ class Checkpoint(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["trial", "seq"], name="unique_checkpoint_seq")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.trial} checkpoint {self.seq}"

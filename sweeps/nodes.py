@@ -81,6 +81,13 @@ def on_worker_ready(sender=None, **kwargs) -> None:
     lost = actions.do_mark_lost_nodes()
     if lost:
         log.warning("nodes lost (no heartbeat): %s", ", ".join(lost))
+    try:
+        # Queue messages may be gone (Redis restarted): re-drive sweeps still running.
+        from sweeps.sweep import do_reconcile_sweeps
+
+        do_reconcile_sweeps()
+    except Exception:
+        log.exception("could not reconcile running sweeps")
     _stop.clear()
     threading.Thread(
         target=_heartbeat_loop, args=(hostname,), daemon=True, name="luminide-heartbeat"

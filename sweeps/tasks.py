@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from sweeps import nodes  # noqa: F401  (connects the worker signals: registration, heartbeat)
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -20,3 +24,15 @@ def run_trial(self, trial_id: int) -> str | None:
     from sweeps.runner import run_trial as run
 
     return run(trial_id, hostname=self.request.hostname or "", task_id=self.request.id or "")
+
+
+@shared_task(name="sweeps.advance_sweep", queue="default", acks_late=True, ignore_result=True)
+def advance_sweep(experiment_id: int) -> None:
+    """Tell the study about finished trials, write the sweep's outputs, queue more trials."""
+    from sweeps.models import Experiment
+    from sweeps.sweep import do_advance_sweep
+
+    try:
+        do_advance_sweep(experiment_id)
+    except Experiment.DoesNotExist:
+        logger.warning("advance_sweep: experiment %s no longer exists", experiment_id)

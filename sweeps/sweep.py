@@ -1,0 +1,429 @@
+"""Sweeps: one Optuna study per experiment, driven by trial events, not by a driver process.
+
+Life of a sweep:
+
+1. :func:`do_start_sweep` validates ``sweep.yaml`` and ``config.yaml`` (nothing starts on
+   bad input), creates experiment ``expN`` and its study, snapshots the code and fills the
+   first ``parallel`` slots.
+2. Filling a slot (:func:`do_fill_sweep`) claims trial rows in one transaction, then asks
+   the study (outside it: Optuna writes on its own connection, see ``sweeps.studies``),
+   writes the trial's full ``config.yaml`` into its run folder and enqueues ``run_trial``.
+3. When a trial finishes, ``do_finish_trial`` enqueues ``advance_sweep`` (default queue),
+   which calls :func:`do_advance_sweep`: tell the study the trial's objective, rewrite
+   ``config-tuned.yaml`` on a new best and ``sweep_results.csv``, retry a trial lost with its
+   worker once, fill free slots, and finish the sweep when every trial is done.
+
+Every step is idempotent (conditional updates, a ``told`` mark per trial), so a duplicate
+task, a restarted web process, worker or Redis (see :func:`do_reconcile_sweeps`) does no harm.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+from optuna.trial import TrialState
+
+from luminide.models import Project
+from sweeps import actions, events, studies
+from sweeps.models import ACTIVE_STATES, Experiment, RunState, Trial
+from sweeps.search_space import SearchSpace, YamlFileError, parse_config_yaml, parse_sweep_yaml
+
+log = logging.getLogger(__name__)
+
+MAX_TRIALS = 10_000
+MAX_PARALLEL = 64
+#: A trial whose worker died is run again this many times before it is FAILED.
+LOST_WORKER_RETRIES = 1
+LOST_WORKER_PREFIX = "lost worker"
+TUNED_CONFIG = "config-tuned.yaml"
+RESULTS_CSV = "sweep_results.csv"
+
+
+class SweepError(ValueError):
+    """A sweep request that cannot be carried out; the message names the field."""
+
+
+def _read_code_file(project: Project, name: str) -> str:
+    path = project.code_dir / name
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise YamlFileError(name, None, f"not found in the project's code/ ({path})") from None
+    except UnicodeDecodeError:
+        raise YamlFileError(name, None, "is not UTF-8 text") from None
+
+
+def load_sweep_files(project: Project) -> tuple[SearchSpace, dict[str, Any], str]:
+    """Parse the project's ``sweep.yaml`` and ``config.yaml``; raise :class:`YamlFileError`."""
+    sweep_text = _read_code_file(project, "sweep.yaml")
+    space = parse_sweep_yaml(sweep_text)
+    defaults = parse_config_yaml(_read_code_file(project, "config.yaml"))
+    return space, defaults, sweep_text
+
+
+def _space(experiment: Experiment) -> SearchSpace:
+    return parse_sweep_yaml(experiment.spec["sweep_yaml"])
+
+
+def _study(experiment: Experiment):
+    return studies.load_study(experiment.spec["study"], seed=experiment.spec.get("seed"))
+
+
+def _check_counts(n_trials: int, parallel: int) -> None:
+    if not 1 <= n_trials <= MAX_TRIALS:
+        raise SweepError(f"trials: must be between 1 and {MAX_TRIALS} (got {n_trials})")
+    if not 1 <= parallel <= MAX_PARALLEL:
+        raise SweepError(f"parallel: must be between 1 and {MAX_PARALLEL} (got {parallel})")
+
+
+def do_start_sweep(
+    project: Project,
+    user,
+    *,
+    n_trials: int,
+    parallel: int = 1,
+    fast: bool = False,
+    description: str = "",
+    seed: int | None = None,
+) -> Experiment:
+    """Start a sweep of ``n_trials`` trials, ``parallel`` at a time.
+
+    Args:
+        project: Its ``code/sweep.yaml`` is the search space, ``code/config.yaml`` the defaults.
+        user: Who starts it (or None).
+        n_trials: Trials to run in total.
+        parallel: Trials queued at once (each needs a free worker to actually run).
+        fast: Fast Sweep: trials run ``fast.sh`` and are ranked by their Early Ranking score.
+        description: Free text.
+        seed: Seed of the TPE sampler (reproducible suggestions).
+
+    Returns:
+        The sweep experiment, its first trials queued.
+
+    Raises:
+        YamlFileError: ``sweep.yaml`` or ``config.yaml`` is missing or invalid.
+        SweepError: ``n_trials`` or ``parallel`` out of range.
+    """
+    _check_counts(n_trials, parallel)
+    _space_unused, defaults, sweep_text = load_sweep_files(project)
+    kind = Experiment.Kind.FAST_SWEEP if fast else Experiment.Kind.SWEEP
+    spec = {"sweep_yaml": sweep_text, "n_trials": n_trials, "parallel": parallel, "seed": seed}
+    experiment = actions.do_create_experiment(
+        project, user, kind=kind, description=description, spec=spec, config=defaults
+    )
+    # Unique across projects and re-created databases (the pk alone is not).
+    spec["study"] = f"{project.slug}-exp{experiment.number}-{uuid.uuid4().hex[:8]}"
+    Experiment.objects.filter(pk=experiment.pk).update(spec=spec)
+    experiment.spec = spec
+    studies.create_study(spec["study"], seed=seed)
+    _snapshot(experiment)
+    do_fill_sweep(experiment)
+    return experiment
+
+
+def _snapshot(experiment: Experiment) -> None:
+    """Freeze the code now, so edits during the sweep do not change later trials."""
+    from sweeps.runner import snapshot_code
+
+    snapshot_code(Trial(experiment=experiment, number=0))
+
+
+def _counted(experiment: Experiment):
+    """Trials that count towards ``n_trials`` (stopped ones are run again on resume)."""
+    return experiment.trials.exclude(state=RunState.CANCELLED)
+
+
+def do_fill_sweep(experiment: Experiment) -> list[Trial]:
+    """Queue new trials while fewer than ``parallel`` are active and ``n_trials`` not reached.
+
+    Returns:
+        The trials queued by this call.
+    """
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if experiment.state not in ACTIVE_STATES:
+            return []
+        active = experiment.trials.filter(state__in=ACTIVE_STATES).count()
+        free = min(
+            experiment.spec["parallel"] - active,
+            experiment.spec["n_trials"] - _counted(experiment).count(),
+        )
+        if free <= 0:
+            return []
+        last = experiment.trials.aggregate(m=Max("number"))["m"]
+        first = 0 if last is None else last + 1
+        claimed = [
+            Trial.objects.create(
+                experiment=experiment, number=first + i, metadata={"needs_params": True}
+            )
+            for i in range(free)
+        ]
+    for trial in claimed:
+        _launch(experiment, trial)
+    return claimed
+
+
+def _launch(experiment: Experiment, trial: Trial) -> None:
+    """Ask the study for the trial's values, write its config.yaml and enqueue it."""
+    space = _space(experiment)
+    asked = studies.ask(_study(experiment), space.distributions)
+    params = dict(asked.params)
+    config = space.trial_config(experiment.config, params)
+    run_dir = trial.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_dir / "config.yaml", _config_yaml(config))
+    with transaction.atomic():
+        metadata = {**trial.metadata, "optuna_trial": asked.number}
+        metadata.pop("needs_params", None)
+        updated = Trial.objects.filter(pk=trial.pk, state=RunState.QUEUED).update(
+            params=params, metadata=metadata
+        )
+        trial.refresh_from_db()
+        if updated:
+            actions.do_enqueue_trial(trial)
+            actions.send_event_on_commit(experiment.pk, events.trial_update(trial))
+
+
+def _config_yaml(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def trial_objective(experiment: Experiment, trial: Trial) -> float | None:
+    """The value told to the study: best epoch val loss (full) or Early Ranking score (fast)."""
+    value = trial.score if experiment.is_fast else trial.best_val_loss
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def do_advance_sweep(experiment_id: int) -> None:
+    """React to finished trials: tell the study, write outputs, refill, finish the sweep.
+
+    Safe to call any number of times, from any process.
+    """
+    experiment = Experiment.objects.select_related("project").get(pk=experiment_id)
+    # Filtered in Python: on SQLite, exclude(metadata__told=True) also drops rows without the key.
+    finished = [
+        t for t in experiment.trials.exclude(state__in=ACTIVE_STATES) if not t.metadata.get("told")
+    ]
+    new_best = False
+    for trial in finished:
+        if _retry_lost_trial(experiment, trial):
+            continue
+        new_best |= _tell(experiment, trial)
+    best = _best_trial(experiment)
+    if best is not None and (new_best or not (experiment.output_dir / TUNED_CONFIG).exists()):
+        write_tuned_config(experiment, best)
+    write_results_csv(experiment)
+    do_fill_sweep(experiment)
+    _finish_if_done(experiment, best)
+
+
+def _retry_lost_trial(experiment: Experiment, trial: Trial) -> bool:
+    """A trial failed because its worker died runs once more (same values, same config)."""
+    if not (
+        trial.state == RunState.FAILED
+        and trial.failure_reason.startswith(LOST_WORKER_PREFIX)
+        and trial.attempts <= LOST_WORKER_RETRIES
+        and experiment.state in ACTIVE_STATES
+    ):
+        return False
+    with transaction.atomic():
+        requeued = Trial.objects.filter(pk=trial.pk, state=RunState.FAILED).update(
+            state=RunState.QUEUED, failure_reason="", finished_at=None, node=None
+        )
+        if requeued:
+            trial.refresh_from_db()
+            actions.do_enqueue_trial(trial)
+            actions.send_event_on_commit(experiment.pk, events.trial_update(trial))
+    return bool(requeued)
+
+
+def _tell(experiment: Experiment, trial: Trial) -> bool:
+    """Tell the study how the trial ended; True if it is the new best."""
+    value = trial_objective(experiment, trial) if trial.state == RunState.COMPLETE else None
+    if trial.state == RunState.COMPLETE and value is None:
+        # Exit code 0 but the losses are nan/inf (or no epoch finished): diverged.
+        with transaction.atomic():
+            Trial.objects.filter(pk=trial.pk).update(
+                state=RunState.FAILED,
+                failure_reason="diverged: no finite validation loss / Early Ranking score",
+            )
+            trial.refresh_from_db()
+            actions.send_event_on_commit(experiment.pk, events.trial_update(trial))
+    optuna_number = trial.metadata.get("optuna_trial")
+    if optuna_number is not None:
+        state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+        studies.tell(_study(experiment), optuna_number, value, state=state)
+    previous = experiment.best_value
+    with transaction.atomic():
+        Trial.objects.filter(pk=trial.pk).update(
+            value=value, metadata={**trial.metadata, "told": True}
+        )
+        if value is not None and (previous is None or value < previous):
+            Experiment.objects.filter(pk=experiment.pk).filter(
+                Q(best_value__isnull=True) | Q(best_value__gt=value)
+            ).update(best_value=value)
+            experiment.refresh_from_db()
+            actions.send_event_on_commit(experiment.pk, events.experiment_update(experiment))
+            return True
+    return False
+
+
+def _best_trial(experiment: Experiment) -> Trial | None:
+    return (
+        experiment.trials.filter(state=RunState.COMPLETE, value__isnull=False)
+        .order_by("value", "number")
+        .first()
+    )
+
+
+def tuned_config(experiment: Experiment, trial: Trial) -> dict[str, Any]:
+    """The full config of ``trial``: what ``config-tuned.yaml`` holds."""
+    return _space(experiment).trial_config(experiment.config, trial.params)
+
+
+def write_tuned_config(experiment: Experiment, trial: Trial) -> Path:
+    """(Re)write ``config-tuned.yaml`` in the sweep's output folder; same format as config.yaml."""
+    path = experiment.output_dir / TUNED_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    objective = "Early Ranking score" if experiment.is_fast else "best validation loss"
+    header = (
+        f"# Tuned by {experiment.project.slug}/{experiment.name}: trial {trial.number}, "
+        f"{objective} {trial.value:.6g}\n"
+    )
+    _write_atomic(path, header + _config_yaml(tuned_config(experiment, trial)))
+    return path
+
+
+def write_results_csv(experiment: Experiment) -> Path:
+    """Rewrite ``sweep_results.csv``: one row per trial (number, state, params, value, ...)."""
+    trials = list(experiment.trials.order_by("number"))
+    names = sorted(_space(experiment).distributions)
+    path = experiment.output_dir / RESULTS_CSV
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            ["number", "state", *names, "value", "score", "best_val_loss", "epochs", "seconds"]
+        )
+        for t in trials:
+            seconds = t.duration.total_seconds() if t.duration else None
+            writer.writerow(
+                [
+                    t.number,
+                    t.state,
+                    *(t.params.get(n, "") for n in names),
+                    _cell(t.value),
+                    _cell(t.score),
+                    _cell(t.best_val_loss),
+                    t.epochs_done,
+                    _cell(seconds),
+                ]
+            )
+    tmp.replace(path)
+    return path
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _finish_if_done(experiment: Experiment, best: Trial | None) -> None:
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if experiment.state not in ACTIVE_STATES:
+            return
+        trials = _counted(experiment)
+        if trials.count() < experiment.spec["n_trials"]:
+            return
+        if any(t.state in ACTIVE_STATES or not t.metadata.get("told") for t in trials):
+            return
+        state = RunState.COMPLETE if best is not None else RunState.FAILED
+        reason = "" if best is not None else "every trial failed"
+        Experiment.objects.filter(pk=experiment.pk).update(
+            state=state, failure_reason=reason, finished_at=timezone.now()
+        )
+        experiment.refresh_from_db()
+        actions.send_event_on_commit(experiment.pk, events.experiment_update(experiment))
+
+
+def do_stop_sweep(experiment: Experiment) -> bool:
+    """Stop a sweep: running and queued trials are cancelled; :func:`do_resume_sweep` goes on."""
+    stopped = actions.do_cancel_experiment(experiment)
+    if stopped:
+        transaction.on_commit(lambda: _enqueue_advance(experiment.pk))
+    return stopped
+
+
+def do_resume_sweep(experiment: Experiment, *, add_trials: int = 0) -> Experiment:
+    """Resume a stopped (or finished) sweep, optionally with ``add_trials`` more trials.
+
+    Raises:
+        SweepError: not a sweep, or the new total is out of range.
+    """
+    if not experiment.is_sweep:
+        raise SweepError(f"{experiment}: only sweeps can be resumed")
+    spec = {**experiment.spec, "n_trials": experiment.spec["n_trials"] + add_trials}
+    _check_counts(spec["n_trials"], spec["parallel"])
+    with transaction.atomic():
+        Experiment.objects.filter(pk=experiment.pk).update(
+            spec=spec, state=RunState.RUNNING, finished_at=None, failure_reason=""
+        )
+        experiment.refresh_from_db()
+        actions.send_event_on_commit(experiment.pk, events.experiment_update(experiment))
+    do_advance_sweep(experiment.pk)
+    return experiment
+
+
+def _enqueue_advance(experiment_id: int) -> None:
+    from sweeps.tasks import advance_sweep
+
+    advance_sweep.apply_async((experiment_id,), queue="default")
+
+
+def on_trial_finished(trial: Trial) -> None:
+    """Hook for ``do_finish_trial``: advance the trial's sweep once the transaction commits."""
+    if trial.experiment.is_sweep:
+        experiment_id = trial.experiment_id
+        transaction.on_commit(lambda: _enqueue_advance(experiment_id))
+
+
+def do_reconcile_sweeps() -> int:
+    """Re-drive active sweeps after a restart (lost queue messages, a lost advance task).
+
+    Trials QUEUED with values are enqueued again (claiming is idempotent, so a duplicate
+    message is harmless); trials claimed but never asked get their values; then each sweep
+    advances. Returns the number of sweeps touched.
+    """
+    sweeps = Experiment.objects.filter(
+        kind__in=(Experiment.Kind.SWEEP, Experiment.Kind.FAST_SWEEP), state__in=ACTIVE_STATES
+    )
+    count = 0
+    for experiment in sweeps:
+        for trial in experiment.trials.filter(state=RunState.QUEUED):
+            if trial.metadata.get("needs_params"):
+                _launch(experiment, trial)
+            else:
+                with transaction.atomic():
+                    actions.do_enqueue_trial(trial)
+        do_advance_sweep(experiment.pk)
+        count += 1
+    return count

@@ -1,0 +1,214 @@
+"""The sweep engine, driven directly (no worker): ask, tell, outputs, retries, stop/resume.
+
+Trials are finished by hand with ``do_finish_trial`` after storing the value the runner
+would have stored; the real worker path is covered in ``test_sweep_integration.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import yaml
+from django.contrib.auth.models import User
+
+from luminide.models import Project
+from sweeps import actions, studies
+from sweeps.models import Experiment, RunState, Trial
+from sweeps.search_space import YamlFileError
+from sweeps.sweep import (
+    SweepError,
+    do_advance_sweep,
+    do_fill_sweep,
+    do_resume_sweep,
+    do_start_sweep,
+    do_stop_sweep,
+)
+
+SWEEP_YAML = """\
+parameters:
+  lr:      {distribution: log_uniform, min: 0.0001, max: 0.1}
+  arch:    {values: [small, wide]}
+  batch:   {distribution: q_uniform, min: 8, max: 64, q: 8}
+"""
+CONFIG_YAML = "lr: 0.01\narch: small\nbatch: 32\nseed: 3\n"
+
+
+@pytest.fixture(scope="module")
+def optuna_storage(tmp_path_factory):
+    """One Optuna database for the module: creating its tables costs seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('optuna') / 'optuna.sqlite3'}"
+
+
+@pytest.fixture
+def project(tmp_path, settings, monkeypatch, optuna_storage):
+    settings.LUMINIDE_DATA_DIR = tmp_path / "data"
+    monkeypatch.setenv("LUMINIDE_OPTUNA_STORAGE", optuna_storage)
+    owner = User.objects.create_user("owner", password="pw")
+    project = Project.objects.create(slug="p", name="P", owner=owner)
+    project.code_dir.mkdir(parents=True)
+    (project.code_dir / "sweep.yaml").write_text(SWEEP_YAML)
+    (project.code_dir / "config.yaml").write_text(CONFIG_YAML)
+    (project.code_dir / "full.sh").write_text("python ../code/train.py --epochs 10\n")
+    (project.code_dir / "fast.sh").write_text("python ../code/train.py --epochs 2\n")
+    return project
+
+
+def finish(trial: Trial, *, best_val_loss=None, score=None, state=RunState.COMPLETE, reason=""):
+    """What the runner does at the end of a trial: values stored, then do_finish_trial."""
+    trial.refresh_from_db()
+    Trial.objects.filter(pk=trial.pk).update(
+        state=RunState.RUNNING, best_val_loss=best_val_loss, score=score
+    )
+    trial.refresh_from_db()
+    assert actions.do_finish_trial(trial, state, reason=reason)
+
+
+def queued(experiment):
+    return list(experiment.trials.filter(state=RunState.QUEUED).order_by("number"))
+
+
+@pytest.mark.django_db
+def test_start_queues_parallel_trials_with_full_configs(project):
+    exp = do_start_sweep(project, None, n_trials=5, parallel=2, seed=1)
+    assert exp.kind == Experiment.Kind.SWEEP and exp.config["seed"] == 3
+    trials = queued(exp)
+    assert [t.number for t in trials] == [0, 1]
+    for trial in trials:
+        assert trial.task_id, "enqueued"
+        config = yaml.safe_load((trial.run_dir / "config.yaml").read_text())
+        assert config == {**exp.config, **trial.params}
+        assert 1e-4 <= config["lr"] <= 0.1 and config["batch"] % 8 == 0
+        assert trial.run_dir == exp.output_dir / f"trial{trial.number}"
+    # The code is frozen at start: later edits do not reach the trials.
+    assert (exp.output_dir / "code" / "sweep.yaml").read_text() == SWEEP_YAML
+    study = studies.load_study(exp.spec["study"])
+    assert len(study.trials) == 2
+
+
+@pytest.mark.django_db
+def test_invalid_sweep_yaml_starts_nothing(project):
+    (project.code_dir / "sweep.yaml").write_text(
+        "parameters:\n  lr: {distribution: log_uniform, min: 0.1, max: 0.01}\n"
+    )
+    with pytest.raises(YamlFileError, match=r"sweep\.yaml line 2: parameter 'lr'"):
+        do_start_sweep(project, None, n_trials=3)
+    (project.code_dir / "sweep.yaml").unlink()
+    with pytest.raises(YamlFileError, match=r"sweep\.yaml: not found"):
+        do_start_sweep(project, None, n_trials=3)
+    with pytest.raises(SweepError, match="trials: must be between"):
+        do_start_sweep(project, None, n_trials=0)
+    assert not Experiment.objects.exists()
+
+
+@pytest.mark.django_db
+def test_finished_trials_are_told_and_outputs_follow_the_best(project):
+    exp = do_start_sweep(project, None, n_trials=4, parallel=2, seed=2)
+    first, second = queued(exp)
+    finish(first, best_val_loss=0.5)
+    finish(second, best_val_loss=0.3)
+    do_advance_sweep(exp.pk)
+    exp.refresh_from_db()
+    assert exp.best_value == pytest.approx(0.3)
+    tuned = yaml.safe_load((exp.output_dir / "config-tuned.yaml").read_text())
+    second.refresh_from_db()
+    assert tuned == {**exp.config, **second.params}
+    assert second.value == pytest.approx(0.3)
+
+    study = studies.load_study(exp.spec["study"])
+    assert sorted(t.value for t in study.trials if t.value is not None) == [0.3, 0.5]
+
+    # Two more were queued to refill the slots; finishing them completes the sweep.
+    third, fourth = queued(exp)
+    assert (third.number, fourth.number) == (2, 3)
+    finish(third, best_val_loss=0.9)
+    finish(fourth, state=RunState.FAILED, reason="Traceback: boom")
+    do_advance_sweep(exp.pk)
+    do_advance_sweep(exp.pk)  # idempotent: nothing told twice
+    exp.refresh_from_db()
+    assert exp.state == RunState.COMPLETE
+    assert exp.trials.count() == 4
+
+    with (exp.output_dir / "sweep_results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["number"] for r in rows] == ["0", "1", "2", "3"]
+    assert rows[1]["value"] == "0.3" and rows[3]["state"] == "failed"
+    assert set(rows[0]) >= {"lr", "arch", "batch", "value", "score", "epochs"}
+    study = studies.load_study(exp.spec["study"])
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
+
+
+@pytest.mark.django_db
+def test_fast_sweep_ranks_by_early_ranking_score(project):
+    exp = do_start_sweep(project, None, n_trials=2, parallel=2, fast=True, seed=0)
+    assert exp.kind == Experiment.Kind.FAST_SWEEP
+    a, b = queued(exp)
+    # b has the lower val loss so far, but a is predicted to finish better.
+    finish(a, best_val_loss=0.8, score=0.2)
+    finish(b, best_val_loss=0.5, score=0.4)
+    do_advance_sweep(exp.pk)
+    exp.refresh_from_db()
+    assert exp.best_value == pytest.approx(0.2)
+    tuned = yaml.safe_load((exp.output_dir / "config-tuned.yaml").read_text())
+    a.refresh_from_db()
+    assert tuned["lr"] == a.params["lr"]
+
+
+@pytest.mark.django_db
+def test_diverged_trial_fails_and_the_sweep_goes_on(project):
+    exp = do_start_sweep(project, None, n_trials=2, parallel=1, seed=0)
+    (trial,) = queued(exp)
+    finish(trial, best_val_loss=float("inf"))
+    do_advance_sweep(exp.pk)
+    trial.refresh_from_db()
+    assert trial.state == RunState.FAILED and "diverged" in trial.failure_reason
+    assert len(queued(exp)) == 1
+    assert not (exp.output_dir / "config-tuned.yaml").exists()
+
+
+@pytest.mark.django_db
+def test_trial_lost_with_its_worker_is_retried_once_then_failed(project):
+    exp = do_start_sweep(project, None, n_trials=1, parallel=1, seed=0)
+    (trial,) = queued(exp)
+    params = trial.params
+    for attempt in (1, 2):
+        Trial.objects.filter(pk=trial.pk).update(attempts=attempt)
+        finish(
+            trial, state=RunState.FAILED, reason="lost worker: node-1 stopped sending heartbeats"
+        )
+        do_advance_sweep(exp.pk)
+        trial.refresh_from_db()
+        if attempt == 1:
+            assert trial.state == RunState.QUEUED and trial.params == params
+    assert trial.state == RunState.FAILED
+    exp.refresh_from_db()
+    assert exp.state == RunState.FAILED and exp.failure_reason == "every trial failed"
+
+
+@pytest.mark.django_db
+def test_stop_resume_and_add_trials(project):
+    exp = do_start_sweep(project, None, n_trials=2, parallel=1, seed=0)
+    (trial,) = queued(exp)
+    assert do_stop_sweep(exp)
+    trial.refresh_from_db()
+    exp.refresh_from_db()
+    assert trial.state == RunState.CANCELLED and exp.state == RunState.CANCELLED
+    assert do_fill_sweep(exp) == []  # a stopped sweep queues nothing
+
+    do_resume_sweep(exp)
+    exp.refresh_from_db()
+    assert exp.state == RunState.RUNNING
+    (again,) = queued(exp)
+    assert again.number == 1  # the cancelled trial does not count towards n_trials
+    finish(again, best_val_loss=0.4)
+    do_advance_sweep(exp.pk)
+    (last,) = queued(exp)
+    finish(last, best_val_loss=0.6)
+    do_advance_sweep(exp.pk)
+    exp.refresh_from_db()
+    assert exp.state == RunState.COMPLETE
+
+    do_resume_sweep(exp, add_trials=1)
+    exp.refresh_from_db()
+    assert exp.state == RunState.RUNNING and exp.spec["n_trials"] == 3
+    assert len(queued(exp)) == 1

@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from luminide.models import ApiToken, ComputeNode, Project
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -25,32 +26,14 @@ def data_dir(settings, tmp_path):
 
 
 @pytest.fixture
-def owner(db):
-    return User.objects.create_user("owner", password="pw-owner-123")
-
-
-@pytest.fixture
-def collaborator(db):
-    return User.objects.create_user("collab", password="pw-collab-123")
-
-
-@pytest.fixture
-def outsider(db):
-    return User.objects.create_user("outsider", password="pw-outsider-123")
-
-
-@pytest.fixture
 def project(data_dir, owner, collaborator):
-    project = Project.objects.create(slug="proj", name="Proj", owner=owner)
-    project.collaborators.add(collaborator)
+    project = factories.make_project(owner, "proj", template="", collaborators=[collaborator])
     code = project.code_dir
     (code / "pkg").mkdir(parents=True)
     (code / "config.yaml").write_text(CONFIG)
     (code / "sweep.yaml").write_text(SWEEP)
     (code / "train.py").write_text("print('hi')\n")
     (code / "pkg" / "util.py").write_text("X = 1\n")
-    project.output_dir.mkdir(parents=True)
-    project.input_dir.mkdir(parents=True)
     (project.root / "secret.txt").write_text("outside code/")
     return project
 
@@ -86,7 +69,7 @@ def test_pages_require_login(client, project):
 
 def test_login_page_and_login(client, owner):
     assert client.get(reverse("login")).status_code == 200
-    response = client.post(reverse("login"), {"username": "owner", "password": "pw-owner-123"})
+    response = client.post(reverse("login"), {"username": "owner", "password": "pw-owner"})
     assert response.status_code == 302
     assert client.get(reverse("home")).status_code == 302  # -> project list
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from django.contrib.auth.models import User
 from django.urls import reverse
 
-from luminide.models import ComputeNode, Project
+from luminide.models import ComputeNode
 from sweeps.history import HistoryArrays, encode_chunk
 from sweeps.models import Experiment, HistoryChunk, RunState, Trial, TrialEpoch
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -24,33 +24,15 @@ def data_dir(settings, tmp_path):
 
 
 @pytest.fixture
-def owner(db):
-    return User.objects.create_user("owner", password="x")
-
-
-@pytest.fixture
-def collaborator(db):
-    return User.objects.create_user("collab", password="x")
-
-
-@pytest.fixture
-def outsider(db):
-    return User.objects.create_user("outsider", password="x")
-
-
-@pytest.fixture
 def users(owner, collaborator, outsider):
     return {"owner": owner, "collaborator": collaborator, "outsider": outsider}
 
 
 @pytest.fixture
 def project(data_dir, owner, collaborator):
-    project = Project.objects.create(slug="proj", name="Proj", owner=owner)
-    project.collaborators.add(collaborator)
-    project.code_dir.mkdir(parents=True)
+    project = factories.make_project(owner, "proj", template="", collaborators=[collaborator])
     (project.code_dir / "config.yaml").write_text("lr: 0.05\n")
     (project.code_dir / "train.py").write_text("print('current')\n")
-    project.output_dir.mkdir(parents=True)
     return project
 
 
@@ -152,8 +134,7 @@ def test_write_access(client, project, users, who, ok):
 
 def test_all_experiments_lists_visible_only(client, project, outsider, collaborator):
     make_experiment(project, 1, description="mine")
-    other = Project.objects.create(slug="other", name="Other", owner=outsider)
-    other.output_dir.mkdir(parents=True)
+    other = factories.make_project(outsider, "other", template="")
     make_experiment(other, 1, description="theirs")
     page = login(client, collaborator).get(reverse("all_experiments")).content.decode()
     assert "mine" in page

@@ -14,13 +14,15 @@ logger = logging.getLogger(__name__)
 @shared_task(
     bind=True,
     name="sweeps.run_trial",
-    queue="gpu",
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
 )
 def run_trial(self, trial_id: int) -> str | None:
-    """Run one queued trial on this worker; a second delivery of the same trial is a no-op."""
+    """Run one queued trial on this worker; a second delivery of the same trial is a no-op.
+
+    Enqueue it with :func:`sweeps.actions.do_enqueue_trial` (queue ``gpu``, after commit).
+    """
     from sweeps.runner import run_trial as run
 
     return run(trial_id, hostname=self.request.hostname or "", task_id=self.request.id or "")

@@ -1,0 +1,217 @@
+"""Actions: experiment start/cancel, claim/finish, history ingestion, nodes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from luminide.models import ComputeNode
+from sweeps import actions
+from sweeps.actions import (
+    do_cancel_experiment,
+    do_claim_trial,
+    do_finish_trial,
+    do_ingest_history,
+    do_mark_lost_nodes,
+    do_register_node,
+    do_start_experiment,
+)
+from sweeps.models import Experiment, HistoryChunk, RunState, Trial, TrialEpoch
+from tests import factories
+from tests.factories import LAYOUT3_HEADER, layout3_rows
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Events published (after commit)."""
+    out: list[dict] = []
+    monkeypatch.setattr("sweeps.actions.send_event_now", lambda exp_id, ev: out.append(ev))
+    return out
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    calls: list[tuple] = []
+    monkeypatch.setattr(
+        "sweeps.tasks.run_trial.apply_async", lambda args, **kw: calls.append((args, kw))
+    )
+    return calls
+
+
+def test_start_experiment_numbers_and_enqueues_after_commit(
+    project, owner, enqueued, sent, django_capture_on_commit_callbacks
+):
+    (project.output_dir / "exp4").mkdir(parents=True)  # a folder left by a deleted experiment
+    with django_capture_on_commit_callbacks(execute=True):
+        experiment = do_start_experiment(project, owner, fast=True, description="hello")
+        assert enqueued == []
+    assert experiment.number == 5
+    assert experiment.kind == Experiment.Kind.FAST_TRAIN
+    assert experiment.config["lr"] == 0.05  # the config.yaml it starts with
+    trial = experiment.trials.get()
+    assert (trial.number, trial.state) == (0, RunState.QUEUED)
+    assert enqueued == [((trial.pk,), {"queue": "gpu", "task_id": trial.task_id})]
+    assert {e["type"] for e in sent} == {"experiment.update", "trial.update"}
+    assert do_start_experiment(project, owner).number == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_starts_get_distinct_numbers(project, owner, enqueued):
+    numbers, errors = [], []
+
+    def start():
+        try:
+            numbers.append(do_start_experiment(project, owner).number)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(numbers) == [1, 2, 3, 4, 5, 6]
+
+
+def test_claim_is_idempotent_and_marks_node_busy(project, sent):
+    experiment = factories.make_experiment(project)
+    trial = experiment.trials.get()
+    claimed = do_claim_trial(trial.pk, hostname="w1@host")
+    assert claimed.state == RunState.RUNNING and claimed.attempts == 1
+    assert claimed.node.hostname == "w1@host"
+    assert ComputeNode.objects.get(hostname="w1@host").state == ComputeNode.State.BUSY
+    assert do_claim_trial(trial.pk, hostname="w1@host") is None
+    experiment.refresh_from_db()
+    assert experiment.state == RunState.RUNNING and experiment.started_at
+
+
+def test_finish_sets_single_run_experiment_and_frees_node(project, sent):
+    experiment = factories.make_experiment(project)
+    trial = do_claim_trial(experiment.trials.get().pk, hostname="w1@host")
+    assert do_finish_trial(trial, RunState.FAILED, reason="exit code 1\nboom")
+    experiment.refresh_from_db()
+    assert (experiment.state, experiment.failure_reason) == (RunState.FAILED, "exit code 1\nboom")
+    assert ComputeNode.objects.get(hostname="w1@host").state == ComputeNode.State.IDLE
+    assert not do_finish_trial(trial, RunState.COMPLETE)  # already finished: no change
+    trial.refresh_from_db()
+    assert trial.state == RunState.FAILED
+    with pytest.raises(ValueError):
+        do_finish_trial(trial, RunState.RUNNING)
+
+
+def test_cancel_experiment(project, sent):
+    experiment = factories.make_experiment(project)
+    trial = do_claim_trial(experiment.trials.get().pk, hostname="w1@host")
+    assert do_cancel_experiment(experiment)
+    trial.refresh_from_db()
+    experiment.refresh_from_db()
+    assert trial.state == experiment.state == RunState.CANCELLED
+    assert not do_cancel_experiment(experiment)
+    # The runner finishing afterwards does not overwrite the cancellation.
+    assert not do_finish_trial(trial, RunState.FAILED, reason="killed by signal SIGTERM")
+
+
+def test_ingest_stores_rows_epochs_and_best(project, sent):
+    experiment = factories.make_experiment(project)
+    trial = experiment.trials.get()
+    result = do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(3, 10))
+    assert (result.rows, result.cursor, result.completed_epochs) == (33, 33, [0, 1, 2])
+    trial.refresh_from_db()
+    assert trial.rows_stored == 33 and trial.epochs_done == 3
+    assert trial.best_val_loss == pytest.approx(2.2 / 4)
+    epochs = list(trial.epochs.values_list("epoch", "val_loss"))
+    assert [e for e, _ in epochs] == [0, 1, 2]
+    experiment.refresh_from_db()
+    assert experiment.best_value == pytest.approx(2.2 / 4)
+    assert HistoryChunk.objects.filter(trial=trial).count() == 1
+
+
+def test_ingest_skips_malformed_rows_and_keeps_stored_ones(project, sent):
+    trial = factories.make_experiment(project).trials.get()
+    do_ingest_history(trial, LAYOUT3_HEADER + "0,0,32,2.0,,\n")
+    bad = LAYOUT3_HEADER + "1,0,64,oops,,\n2,0,96,1.9,,\n3,0\n"
+    result = do_ingest_history(trial, bad, line_offset=1)
+    assert result.rows == 1
+    assert len(result.warnings) == 2 and "line 3" in result.warnings[0]
+    trial.refresh_from_db()
+    assert trial.rows_stored == 2
+
+
+def test_ingest_bad_header_raises_and_stores_nothing(project):
+    trial = factories.make_experiment(project).trials.get()
+    with pytest.raises(ValueError, match="missing column"):
+        do_ingest_history(trial, "a,b,c\n1,2,3\n")
+    assert trial.history_chunks.count() == 0
+
+
+def test_layout1_epochs_close_on_next_epoch_and_at_finish(project, sent):
+    experiment = factories.make_experiment(project)
+    trial = do_claim_trial(experiment.trials.get().pk)
+    header = ",epoch,iter,train_loss,val_loss\n"
+    do_ingest_history(trial, header + "0,0,0,1.0,\n1,0,1,0.8,0.9\n2,1,0,0.7,\n")
+    assert list(trial.epochs.values_list("epoch", flat=True)) == [0]
+    do_ingest_history(trial, header + "3,1,1,0.6,0.5\n")
+    do_finish_trial(trial, RunState.COMPLETE)
+    assert list(trial.epochs.values_list("epoch", "val_loss")) == [(0, 0.9), (1, 0.5)]
+    trial.refresh_from_db()
+    assert trial.best_val_loss == 0.5
+
+
+def test_ingest_scores_completed_epochs_with_the_ranker(project, sent, monkeypatch):
+    class FakeRanker:
+        def score(self, df):
+            return float(df["epoch"].max()) + 0.5
+
+    monkeypatch.setattr(actions, "_ranker_cache", [FakeRanker()])
+    trial = factories.make_experiment(project).trials.get()
+    do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(1, 5))
+    do_ingest_history(
+        trial, LAYOUT3_HEADER + layout3_rows(1, 5, start_index=6).replace(",0,", ",1,")
+    )
+    trial.refresh_from_db()
+    assert list(trial.epochs.values_list("epoch", "score")) == [(0, 0.5), (1, 1.5)]
+    assert trial.score == 1.5
+
+
+def test_ingest_without_ranker_leaves_scores_empty(project, monkeypatch):
+    monkeypatch.setattr(actions, "_ranker_cache", [None])
+    trial = factories.make_experiment(project).trials.get()
+    do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(1, 5))
+    assert TrialEpoch.objects.get(trial=trial).score is None
+
+
+def test_mark_lost_nodes_fails_their_running_trials(project, sent):
+    old = timezone.now() - timedelta(minutes=10)
+    node = ComputeNode.objects.create(hostname="dead@host", device="CPU", last_heartbeat=old)
+    ComputeNode.objects.create(hostname="alive@host", device="CPU")
+    experiment = factories.make_experiment(project)
+    trial = do_claim_trial(experiment.trials.get().pk, hostname="dead@host")
+    ComputeNode.objects.filter(pk=node.pk).update(last_heartbeat=old)
+    api_run = factories.make_experiment(project, kind=Experiment.Kind.API, state=RunState.RUNNING)
+    assert do_mark_lost_nodes() == ["dead@host"]
+    trial.refresh_from_db()
+    assert trial.state == RunState.FAILED and trial.failure_reason.startswith("lost worker")
+    experiment.refresh_from_db()
+    assert experiment.state == RunState.FAILED
+    assert api_run.trials.get().state == RunState.RUNNING  # no node: not a worker's trial
+    assert ComputeNode.objects.get(hostname="alive@host").state == ComputeNode.State.IDLE
+    assert do_mark_lost_nodes() == []
+
+
+def test_register_node_fails_trials_of_its_previous_process(project, sent):
+    trial = do_claim_trial(factories.make_experiment(project).trials.get().pk, hostname="w@h")
+    Trial.objects.filter(pk=trial.pk).update(started_at=timezone.now() - timedelta(seconds=5))
+    node = do_register_node("w@h", device="NVIDIA H100", device_memory_mb=81_000, gpu_count=1)
+    assert (node.device, node.state) == ("NVIDIA H100", ComputeNode.State.IDLE)
+    trial.refresh_from_db()
+    assert trial.state == RunState.FAILED and "restarted" in trial.failure_reason
+    assert do_register_node("w@h").device == "NVIDIA H100"  # device kept when not given

@@ -1,0 +1,173 @@
+"""Chunk encoding, reading stored rows back, and the pure chart-data functions."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ranking import read_history
+from sweeps.actions import do_ingest_history
+from sweeps.history import (
+    HistoryArrays,
+    chart_series,
+    decode_chunk,
+    ema,
+    encode_chunk,
+    fractional_epoch,
+    history_payload,
+    log_payload,
+    minmax_downsample,
+    read_trial_history,
+)
+from tests import factories
+from tests.factories import LAYOUT3_HEADER, layout3_rows
+
+
+def _rows(text: str) -> HistoryArrays:
+    return HistoryArrays.from_frame(read_history(io.StringIO(text)))
+
+
+def test_chunk_round_trip_is_exact():
+    rows = _rows(LAYOUT3_HEADER + "0,0,32,2.5,,\n1,0,64,inf,nan,\n2,0,64,,,0.123456789012345\n")
+    back = decode_chunk(encode_chunk(rows), first_seq=10)
+    assert back.seq.tolist() == [10, 11, 12]
+    assert back.step_column == "sample_count"
+    for col in ("epoch", "step", "train_loss", "val_loss", "epoch_val_loss"):
+        np.testing.assert_array_equal(getattr(back, col), getattr(rows, col))
+
+
+def test_decode_rejects_foreign_blobs():
+    with pytest.raises(ValueError, match="not a history chunk"):
+        decode_chunk(b"x" * 32)
+
+
+def test_iter_layout_keeps_its_step_column():
+    rows = _rows(",epoch,iter,train_loss,val_loss\n0,0,0,1.0,\n1,0,1,0.9,0.95\n")
+    assert decode_chunk(encode_chunk(rows)).step_column == "iter"
+
+
+@pytest.mark.django_db
+def test_read_trial_history_after_cursor(project):
+    trial = factories.make_experiment(project).trials.get()
+    do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(2, 10))
+    do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(1, 10, start_index=22))
+    trial.refresh_from_db()
+    assert trial.rows_stored == 33
+    everything = read_trial_history(trial)
+    assert everything.seq.tolist() == list(range(33))
+    tail = read_trial_history(trial, after=20)
+    assert tail.seq.tolist() == list(range(20, 33))
+    np.testing.assert_array_equal(tail.train_loss, everything.train_loss[20:])
+    assert len(read_trial_history(trial, after=33)) == 0
+
+
+def test_fractional_epoch_places_rows_inside_their_epoch():
+    rows = _rows(LAYOUT3_HEADER + layout3_rows(2, 4))
+    x = fractional_epoch(rows)
+    # epoch 0: steps 32..128 of 128 samples -> 0.25..1; end row at 1; epoch 1 -> 1.25..2.
+    assert x.tolist() == [0.25, 0.5, 0.75, 1.0, 1.0, 1.25, 1.5, 1.75, 2.0, 2.0]
+
+
+def test_fractional_epoch_iter_layout_and_running_epoch_uses_previous_length():
+    text = ",epoch,iter,train_loss,val_loss,epoch_val_loss\n"
+    text += "".join(f"{i},0,{i},1.0,,\n" for i in range(4)) + "4,0,-1,,,0.9\n"
+    text += "5,1,0,0.8,,\n"  # epoch 1 has just started
+    x = fractional_epoch(_rows(text))
+    assert x.tolist() == [0.25, 0.5, 0.75, 1.0, 1.0, 1.25]
+
+
+def test_minmax_downsample_keeps_extremes():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=100_000)
+    y[12_345] = 50.0
+    y[54_321] = -50.0
+    y[777] = np.nan
+    x = np.arange(len(y), dtype=float)
+    dx, dy = minmax_downsample(x, y, 1000)
+    assert len(dx) <= 1000
+    assert 50.0 in dy and -50.0 in dy
+    assert np.all(np.diff(dx) > 0)
+    assert np.nanmax(dy) == np.nanmax(y) and np.nanmin(dy) == np.nanmin(y)
+
+
+def test_ema_is_incremental():
+    values = np.linspace(1, 2, 50) + np.sin(np.arange(50))
+    whole = ema(values)
+    part = ema(values[30:], seed=float(ema(values[:30])[-1]))
+    np.testing.assert_allclose(part, whole[30:])
+
+
+def test_chart_series_marks_nonfinite_values():
+    rows = _rows(LAYOUT3_HEADER + "0,0,32,2.0,,\n1,0,64,inf,,\n2,0,96,nan,nan,\n3,0,96,,,inf\n")
+    data = chart_series(rows)
+    assert data["series"]["train"]["y"] == [2.0, None]
+    kinds = {(d["series"], d["value"]) for d in data["nonfinite"]}
+    assert kinds == {("train", "inf"), ("train", "nan"), ("epoch_val", "inf")}
+    json.dumps(data, allow_nan=False)
+
+
+@pytest.mark.django_db
+def test_history_payload_full_and_delta(project):
+    trial = factories.make_experiment(project).trials.get()
+    do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(3, 20))
+    trial.refresh_from_db()
+    full = history_payload(trial)
+    json.dumps(full, allow_nan=False)
+    assert full["cursor"] == trial.rows_stored == 63
+    assert full["series"]["epoch_val"]["epoch"] == [0, 1, 2]
+    assert full["series"]["epoch_val"]["x"] == [1.0, 2.0, 3.0]
+    assert len(full["series"]["train"]["x"]) == 60
+    assert [e["epoch"] for e in full["epochs"]] == [0, 1, 2]
+
+    do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(1, 20, start_index=63))
+    trial.refresh_from_db()
+    delta = history_payload(trial, after=full["cursor"])
+    assert (delta["after"], delta["cursor"]) == (63, 84)
+    assert len(delta["series"]["train"]["x"]) == 20
+    assert delta["epochs"] == []
+    # Smoothing of the delta continues the full curve.
+    again = history_payload(trial)
+    np.testing.assert_allclose(
+        delta["series"]["train_smooth"]["y"], again["series"]["train_smooth"]["y"][-20:], rtol=1e-6
+    )
+
+
+@pytest.mark.django_db
+def test_history_payload_downsamples_long_histories(project):
+    trial = factories.make_experiment(project).trials.get()
+    text = LAYOUT3_HEADER + layout3_rows(2, 20_000, val_every=3)
+    do_ingest_history(trial, text)
+    trial.refresh_from_db()
+    payload = history_payload(trial, max_points=2000)
+    assert payload["downsampled"]
+    assert len(payload["series"]["train"]["x"]) <= 2000
+    assert len(payload["series"]["val"]["x"]) <= 2000
+    assert len(payload["series"]["train_smooth"]["x"]) <= 1000
+    train = read_trial_history(trial).train_loss
+    assert min(payload["series"]["train"]["y"]) == pytest.approx(np.nanmin(train))
+    assert len(json.dumps(payload)) < 200_000
+
+
+@pytest.mark.django_db
+def test_log_payload_from_cursor(project):
+    experiment = factories.make_experiment(project)
+    trial = experiment.trials.get()
+    trial.run_dir.mkdir(parents=True)
+    (trial.run_dir / "log.txt").write_text("one\ntwo\n")
+    first = log_payload(trial)
+    assert (first["text"], first["cursor"]) == ("one\ntwo\n", 8)
+    with open(trial.run_dir / "log.txt", "a") as fh:
+        fh.write("three\n")
+    assert log_payload(trial, after=first["cursor"])["text"] == "three\n"
+    small = log_payload(trial, max_bytes=6)
+    assert small["truncated"] and small["text"] == "three\n"
+
+
+def test_nan_is_not_json_number():
+    rows = _rows(LAYOUT3_HEADER + "0,0,32,2.0,,\n")
+    data = chart_series(rows)
+    assert not any(isinstance(v, float) and math.isnan(v) for v in data["series"]["train"]["y"])

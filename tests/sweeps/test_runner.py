@@ -1,0 +1,185 @@
+"""The trial runner, in this process (no worker): run folder, script, log, history, outcome."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from sweeps.actions import do_cancel_experiment
+from sweeps.models import Experiment, RunState
+from sweeps.runner import run_trial
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+FULL_SH = "python ../code/train.py --epochs 2\n"
+CONFIG = "lr: 0.1\n"
+TRAIN_OK = """
+import os, sys
+print("cwd", os.getcwd())
+print("code", os.path.realpath("../code"))
+print("trial", os.environ["TRIAL"])
+assert os.path.isfile("../code/config.yaml"), "no ../code/config.yaml"
+assert os.path.isdir("../input"), "no ../input"
+print("to stderr", file=sys.stderr)
+with open("history.csv", "w") as fh:
+    fh.write("index,epoch,sample_count,train_loss,val_loss,epoch_val_loss\\n")
+    i = 0
+    for e in range(2):
+        for s in range(1, 6):
+            fh.write(f"{i},{e},{s * 10},{1.0 / (e + s)},,\\n"); i += 1
+            fh.flush()
+        fh.write(f"{i},{e},50,,,{0.5 / (e + 1)}\\n"); i += 1
+    fh.write(f"{i},2,10,0.1,,")  # unterminated last line: taken at exit
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _project(owner, **files):
+    base = {"full.sh": FULL_SH, "fast.sh": FULL_SH, "config.yaml": CONFIG, "train.py": TRAIN_OK}
+    base.update(files)
+    return factories.make_project(
+        owner, template="", files={k: v for k, v in base.items() if v is not None}
+    )
+
+
+def _run(project, **kw):
+    experiment = factories.make_experiment(project, **kw)
+    trial = experiment.trials.order_by("number").last()
+    state = run_trial(trial.pk, hostname="test@runner")
+    trial.refresh_from_db()
+    experiment.refresh_from_db()
+    return experiment, trial, state
+
+
+def test_successful_run(owner):
+    project = _project(owner)
+    (project.input_dir / "data.txt").write_text("x")
+    experiment, trial, state = _run(project)
+    assert state == trial.state == experiment.state == RunState.COMPLETE
+    assert trial.rows_stored == 13 and trial.epochs_done == 2
+    assert trial.best_val_loss == 0.25
+    out = experiment.output_dir
+    log = (out / "log.txt").read_text()
+    assert f"cwd {out}" in log and "trial 0" in log and "to stderr" in log
+    assert "trial complete" in log
+    assert (out / "code" / "train.py").is_file()  # the snapshot
+    assert (out / "config.yaml").read_text() == CONFIG  # the config it ran with
+    assert trial.pid is None and trial.node.hostname == "test@runner"
+    assert run_trial(trial.pk) is None  # a second delivery does nothing
+
+
+def test_sweep_trial_runs_in_its_folder_with_the_snapshot(owner):
+    project = _project(owner)
+    experiment, trial, state = _run(project, kind=Experiment.Kind.SWEEP, trials=2)
+    assert trial.number == 1
+    log = (experiment.output_dir / "trial1" / "log.txt").read_text()
+    assert f"code {experiment.output_dir / 'code'}" in log
+    assert "trial 1" in log
+    assert state == RunState.COMPLETE
+
+
+def test_crash_fails_with_exit_code_and_stderr_tail(owner):
+    project = _project(
+        owner, **{"train.py": "import sys\nprint('hello')\nraise RuntimeError('boom at step 3')\n"}
+    )
+    experiment, trial, state = _run(project)
+    assert state == RunState.FAILED
+    assert trial.failure_reason.startswith("exit code 1")
+    assert "RuntimeError: boom at step 3" in trial.failure_reason
+    assert experiment.failure_reason == trial.failure_reason
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"full.sh": None}, "code/full.sh not found"),
+        ({"config.yaml": None}, "code/config.yaml not found"),
+        ({"config.yaml": "lr: [0.1\nbatch: 3\n"}, "config.yaml line"),
+        ({"train.py": None}, "code/train.py not found"),
+    ],
+)
+def test_missing_or_invalid_files_fail_clearly(owner, files, message):
+    experiment, trial, state = _run(_project(owner, **files))
+    assert state == RunState.FAILED
+    assert message in trial.failure_reason
+    assert message in (experiment.output_dir / "log.txt").read_text()
+
+
+def test_script_that_never_writes_history_fails(owner):
+    _experiment, trial, state = _run(_project(owner, **{"train.py": "print('no history')\n"}))
+    assert state == RunState.FAILED
+    assert "without writing history.csv" in trial.failure_reason
+
+
+def test_malformed_rows_are_skipped_with_a_warning_in_the_log(owner):
+    train = (
+        "with open('history.csv', 'w') as fh:\n"
+        "    fh.write('index,epoch,sample_count,train_loss,val_loss,epoch_val_loss\\n')\n"
+        "    fh.write('0,0,10,1.0,,\\n1,0,20,abc,,\\n2,0,30,0.9\\n3,0,30,,,0.8\\n')\n"
+    )
+    experiment, trial, state = _run(_project(owner, **{"train.py": train}))
+    assert state == RunState.COMPLETE
+    assert trial.rows_stored == 2
+    log = (experiment.output_dir / "log.txt").read_text()
+    assert "warning: skipped a malformed row: history.csv line 3, column train_loss" in log
+    assert "line 4: expected 6 fields" in log
+
+
+def test_fast_training_runs_fast_sh(owner):
+    project = _project(owner, **{"fast.sh": "echo FAST; python ../code/train.py\n"})
+    experiment, _trial, state = _run(project, kind=Experiment.Kind.FAST_TRAIN)
+    assert state == RunState.COMPLETE
+    assert "FAST" in (experiment.output_dir / "log.txt").read_text()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_stops_the_process_group(owner):
+    train = (
+        "import subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '300'])\n"
+        "open('child.pid', 'w').write(str(child.pid))\n"
+        "open('history.csv', 'w').write('epoch,train_loss,val_loss\\n')\n"
+        "time.sleep(300)\n"
+    )
+    project = _project(owner, **{"train.py": train})
+    experiment = factories.make_experiment(project)
+    trial = experiment.trials.get()
+
+    def cancel_soon():
+        try:
+            deadline = time.monotonic() + 30
+            while (
+                not (experiment.output_dir / "child.pid").exists() and time.monotonic() < deadline
+            ):
+                time.sleep(0.1)
+            do_cancel_experiment(experiment)
+        finally:
+            connection.close()
+
+    canceller = threading.Thread(target=cancel_soon)
+    canceller.start()
+    started = time.monotonic()
+    state = run_trial(trial.pk)
+    canceller.join()
+    assert state == RunState.CANCELLED
+    assert time.monotonic() - started < 30
+    child = int((experiment.output_dir / "child.pid").read_text())
+    time.sleep(0.2)
+    assert not _alive(child)  # the script's own child is gone too
+    assert (
+        "stopping the training process (cancelled)"
+        in (experiment.output_dir / "log.txt").read_text()
+    )

@@ -75,18 +75,20 @@ def api_project_for(user, slug: str | None = None) -> Project:
         if project is None:
             raise bad("project", f"no project {slug!r} that you can access")
         return project
-    base = (slugify(f"{user.username}-api") or f"user{user.pk}-api")[:56]
-    for candidate in (base, f"{base}-{user.pk}"):
-        project = Project.objects.filter(slug=candidate).first()
-        if project is not None:
-            if project.owner_id == user.pk:
-                return project
+    base = (slugify(f"{user.username}-api") or f"user{user.pk}-api")[:50]
+    mine = Project.objects.filter(owner=user, name=API_PROJECT_NAME, slug__startswith=base)
+    project = mine.order_by("created_at", "pk").first()
+    if project is not None:
+        return project
+    # The plain slug may belong to someone else, or a stray folder may occupy it.
+    for candidate in (base, f"{base}-{user.pk}", f"{base}-{uuid.uuid4().hex[:8]}"):
+        if Project.objects.filter(slug=candidate).exists():
             continue
         try:
             return _create_project(user, candidate)
         except (IntegrityError, ValueError):
-            # A concurrent request created it (or a stray folder exists): look again.
-            project = Project.objects.filter(slug=candidate, owner=user).first()
+            # A concurrent request created it (or its folder exists): look again.
+            project = mine.order_by("created_at", "pk").first()
             if project is not None:
                 return project
     raise ApiError(409, "could not create your API project; pass an existing project slug")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from sweeps import views
+from sweeps import sweep_views, views
 
 P = "projects/<slug:slug>/experiments/"
 E = P + "<int:number>/"
@@ -24,4 +24,13 @@ urlpatterns = [
     path(E + "status", views.experiment_status, name="experiment_status"),
     path(E + "log", views.experiment_log, name="experiment_log"),
     path(E + "files/<path:path>", views.experiment_file, name="experiment_file"),
+    # --- sweeps (sweeps/sweep_views.py) ---
+    path(P + "sweep", sweep_views.sweep_start, name="sweep_start"),
+    path(E + "sweep/data", sweep_views.sweep_data, name="sweep_data"),
+    path(E + "sweep/importance", sweep_views.sweep_importance, name="sweep_importance"),
+    path(E + "sweep/stop", sweep_views.sweep_stop, name="sweep_stop"),
+    path(E + "sweep/resume", sweep_views.sweep_resume, name="sweep_resume"),
+    path(E + "sweep/use-tuned", sweep_views.sweep_use_tuned, name="sweep_use_tuned"),
+    path(E + "sweep/train-tuned", sweep_views.sweep_train_tuned, name="sweep_train_tuned"),
+    # --- end sweeps ---
 ]

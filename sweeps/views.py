@@ -152,6 +152,10 @@ def all_experiments(request: HttpRequest) -> HttpResponse:
 def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     project = _get_project_for_user(request, slug)
     experiment = _get_experiment_for_user(request, project, number)
+    if experiment.is_sweep and "trial" not in request.GET:  # sweep page: sweeps/sweep_views.py
+        from sweeps.sweep_views import render_sweep_page
+
+        return render_sweep_page(request, project, experiment)
     trials = list(experiment.trials.select_related("node").order_by("number"))
     config_text = _config_text(experiment)
     return render(

@@ -45,6 +45,7 @@
       this.epochs = new Map(); // epoch -> {epoch, x, val, score, train}
       this.diverged = [];
       this.downsampled = false;
+      this.incremental = false; // holds rows appended after the first payload
     }
 
     /** Merge one payload (HTTP re-sync or websocket `history.rows`).
@@ -55,6 +56,8 @@
       const next = num(p.cursor);
       if (after === 0) {
         this.reset(); // a payload from the first row replaces everything
+      } else if (this.cursor !== null && after === this.cursor) {
+        this.incremental = true;
       } else if (this.cursor === null || after > this.cursor) {
         return "gap";
       } else if (after < this.cursor) {

@@ -15,7 +15,7 @@
 
   const state = {
     expState: root.dataset.state,
-    trial: 0,
+    trial: Number(root.dataset.trial || 0),
     store: new C.HistoryStore(),
     logCursor: 0,
     socket: null,
@@ -160,18 +160,31 @@
     return resp.json();
   }
 
+  // While the first epoch runs its length is unknown, so the server places its rows on a
+  // provisional x scale. Once the first epoch is complete, reload the whole history once
+  // so those early points move to their final places.
+  function applyHistory(payload) {
+    const s = state.store;
+    const hadEpochs = s.epochs.size > 0;
+    const result = s.apply(payload);
+    if (result === "ok" && !hadEpochs && s.epochs.size > 0 && s.incremental) {
+      state.fullReload = true;
+      resync();
+    }
+    return result;
+  }
+
   async function syncHistory() {
-    const after = state.store.cursor;
+    const after = state.fullReload ? null : state.store.cursor;
+    state.fullReload = false;
     const url = root.dataset.historyUrl + "?trial=" + state.trial + (after === null ? "" : "&after=" + after);
     const data = await fetchJSON(url);
     updateExperiment(data.experiment);
     updateTrial(data.trial);
     if (data.history) {
-      const r = state.store.apply(data.history);
-      if (r === "gap") {
-        state.store.reset();
-        state.store.apply(data.history);
-      }
+      const r = applyHistory(data.history);
+      // A websocket batch moved the cursor while this request was in flight: ask again.
+      if (r === "gap") state.resyncAgain = true;
       scheduleDraw();
     }
   }
@@ -208,10 +221,11 @@
     }
     state.syncing = (async () => {
       try {
+        let rounds = 0;
         do {
           state.resyncAgain = false;
           await Promise.all([syncHistory(), syncLog()]);
-        } while (state.resyncAgain);
+        } while (state.resyncAgain && ++rounds < 5);
       } catch (e) {
         console.warn("re-sync failed", e);
       } finally {
@@ -242,7 +256,7 @@
           resync();
           return;
         }
-        const r = state.store.apply(msg);
+        const r = applyHistory(msg);
         if (r === "gap") resync();
         else if (r === "ok") scheduleDraw();
         break;

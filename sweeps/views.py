@@ -26,6 +26,8 @@ from luminide.models import Project
 from sweeps.models import ACTIVE_STATES, Experiment, Trial
 
 MAX_DIFF_FILE_BYTES = 512 * 1024
+INLINE_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+INLINE_TEXT_SUFFIXES = {".txt", ".log", ".csv", ".yaml", ".yml", ".json", ".py", ".sh", ".md"}
 MAX_COMPARE = 8
 
 
@@ -157,6 +159,8 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
 
         return render_sweep_page(request, project, experiment)
     trials = list(experiment.trials.select_related("node").order_by("number"))
+    wanted = _int_param(request, "trial", None)
+    trial = next((t for t in trials if t.number == wanted), trials[0] if trials else None)
     config_text = _config_text(experiment)
     return render(
         request,
@@ -165,7 +169,7 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
             "project": project,
             "exp": experiment,
             "trials": trials,
-            "trial": trials[0] if trials else None,
+            "trial": trial,
             "config_text": config_text,
             "output_files": _output_files(experiment),
             "has_code_snapshot": _snapshot_dir(experiment) is not None,
@@ -218,8 +222,21 @@ def experiment_file(request: HttpRequest, slug: str, number: int, path: str) -> 
         raise Http404("no such file") from None
     if not target.is_file():
         raise Http404("no such file")
-    inline = request.GET.get("inline") == "1"
-    return FileResponse(target.open("rb"), as_attachment=not inline, filename=target.name)
+    if request.GET.get("inline") == "1":
+        # Shown in the browser, but never as HTML/JS/SVG from this origin: a training script
+        # (or a collaborator) writes these files. Images keep their type, the rest is text.
+        suffix = target.suffix.lower()
+        if suffix in INLINE_IMAGE_TYPES:
+            content_type = INLINE_IMAGE_TYPES[suffix]
+        elif suffix in INLINE_TEXT_SUFFIXES:
+            content_type = "text/plain; charset=utf-8"
+        else:
+            return FileResponse(target.open("rb"), as_attachment=True, filename=target.name)
+        response = FileResponse(target.open("rb"), content_type=content_type)
+        response["Content-Disposition"] = "inline"
+        response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
+        return response
+    return FileResponse(target.open("rb"), as_attachment=True, filename=target.name)
 
 
 @login_required

@@ -337,3 +337,17 @@ def test_code_diff(client, project, owner):
     assert "removed" in page
     assert "new.py" in page
     assert "added" in page
+
+
+def test_inline_view_never_serves_html(client, project, owner):
+    exp = make_experiment(project, 1)
+    (exp.output_dir / "evil.html").write_text("<script>alert(1)</script>")
+    (exp.output_dir / "history.csv").write_text("a,b\n1,2\n")
+    c = login(client, owner)
+    base = reverse("experiment_file", args=[project.slug, 1, "x"]).removesuffix("x")
+    html = c.get(base + "evil.html?inline=1")
+    assert "attachment" in html["Content-Disposition"]
+    csv = c.get(base + "history.csv?inline=1")
+    assert csv["Content-Type"].startswith("text/plain")
+    assert csv["Content-Disposition"] == "inline"
+    assert "sandbox" in csv["Content-Security-Policy"]

@@ -53,6 +53,7 @@
     const dirty = isDirty();
     dirtyEl.hidden = !dirty;
     saveBtn.disabled = current === null;
+    saveBtn.classList.toggle("btn-primary", dirty);
     document.title = (dirty ? "● " : "") + document.title.replace(/^● /, "");
   }
   editor.on("change", refreshDirty);
@@ -147,10 +148,8 @@
 
   function icon(entry) {
     if (entry.type === "dir") return openDirs.has(entry.path) ? "▾" : "▸";
-    if (/\.py$/.test(entry.name)) return "𝙿";
-    if (/\.ya?ml$/.test(entry.name)) return "≡";
-    if (/\.sh$/.test(entry.name)) return "$";
-    return "·";
+    const ext = (entry.name.match(/\.([a-z0-9]+)$/i) || [, ""])[1].toLowerCase();
+    return { py: "py", yaml: "yml", yml: "yml", sh: "sh", md: "md", txt: "txt", json: "{}", csv: "csv" }[ext] || "·";
   }
 
   function renderTree(entries, depth) {
@@ -164,6 +163,7 @@
       row.style.paddingLeft = 8 + depth * 14 + "px";
       const ic = document.createElement("span");
       ic.className = "tree-icon";
+      ic.dataset.kind = entry.type === "dir" ? "dir" : icon(entry);
       ic.textContent = icon(entry);
       const name = document.createElement("span");
       name.textContent = entry.name;

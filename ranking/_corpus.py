@@ -75,7 +75,7 @@ def sample_config(run_id: int) -> tuple[str, dict[str, Any], int]:
         "lr": lr,
         "momentum": momentum,
         "weight_decay": wd,
-        "batch_size": int(rng.choice([16, 32, 64, 128, 256], p=[0.1, 0.25, 0.3, 0.2, 0.15])),
+        "batch_size": int(rng.choice([32, 64, 128, 256], p=[0.25, 0.35, 0.25, 0.15])),
         "width": int(rng.choice([8, 16, 32, 64, 128, 256])),
         "depth": int(rng.integers(1, 4)),
         "activation": str(rng.choice(["relu", "tanh", "gelu"], p=[0.6, 0.2, 0.2])),
@@ -84,8 +84,8 @@ def sample_config(run_id: int) -> tuple[str, dict[str, Any], int]:
         "train_fraction": float(rng.choice([0.2, 0.35, 0.6, 1.0])),
         "schedule": str(rng.choice(["constant", "step", "exponential", "cosine"])),
         "warmup_epochs": int(rng.choice([0, 0, 0, 1, 3])),
-        "epochs": int(rng.integers(20, 61)),
-        "val_every": int(rng.choice([2, 3, 4, 5])),
+        "epochs": int(rng.integers(16, 51)),
+        "val_every": int(rng.choice([2, 3, 4, 6])),
     }
     if cfg["schedule"] == "step":
         cfg["step_gamma"] = float(rng.choice([0.1, 0.2, 0.5]))
@@ -142,7 +142,7 @@ def _task_arrays(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
         y = d.target
         tr, va = _split(len(x), 0.3)
         # Cap sizes: a run should average about a second on one core.
-        tr, va = tr[: 500 if kind == "digits_img" else 700], va[:350]
+        tr, va = tr[: 400 if kind == "digits_img" else 500], va[:300]
         if kind == "digits_ml":
             labels = np.stack(
                 [y % 2 == 0, y >= 5, np.isin(y, [2, 3, 5, 7]), np.isin(y, [0, 6, 8, 9])], 1
@@ -161,7 +161,7 @@ def _task_arrays(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
         if kind == "diabetes":
             x, y = datasets.load_diabetes(return_X_y=True)
         else:
-            x, y = datasets.make_friedman1(n_samples=800, noise=1.0, random_state=0)
+            x, y = datasets.make_friedman1(n_samples=700, noise=1.0, random_state=0)
         tr, va = _split(len(x), 0.3)
         xtr, xva = _standardise(x[tr], x[va])
         mu, sd = y[tr].mean(), y[tr].std()
@@ -176,14 +176,14 @@ def _task_arrays(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
         n = len(ids) // seq
         windows = ids[: n * seq].reshape(n, seq)
         tr, va = _split(n, 0.2)
-        tr, va = tr[:400], va[:100]
+        tr, va = tr[:300], va[:100]
         return windows[tr], windows[tr], windows[va], windows[va], seq - 1, vocab, vocab
     if kind == "seq":
         rng = np.random.default_rng(0)
         x = rng.integers(0, 5, size=(900, 10))
         counts = np.stack([(x == k).sum(1) for k in range(5)], 1)
         y = counts.argmax(1)
-        return x[:500], y[:500], x[600:], y[600:], 10, 5, 5
+        return x[:400], y[:400], x[600:], y[600:], 10, 5, 5
     raise ValueError(f"unknown task kind {kind!r}")
 
 

@@ -295,6 +295,8 @@ ERRORS = {
         "403": "Not allowed now (max_checkpoints reached, run already observed)",
         "404": "No such object (or not yours)",
         "405": "Method not allowed",
+        "409": "Your API project could not be created (pass an existing project)",
+        "413": "Request body too large",
     }.items()
 }
 

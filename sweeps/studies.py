@@ -76,14 +76,19 @@ class SpaceError(ValueError):
 # --- storage -------------------------------------------------------------------------
 
 
-def storage_url() -> str:
-    """SQLAlchemy URL of the Optuna storage (the project database unless overridden)."""
+def storage_url(db: Mapping[str, Any] | None = None) -> str:
+    """SQLAlchemy URL of the Optuna storage: the project database unless overridden.
+
+    Args:
+        db: A Django database settings dict; default ``DATABASES["default"]``.
+    """
     override = os.environ.get("LUMINIDE_OPTUNA_STORAGE") or getattr(
         settings, "LUMINIDE_OPTUNA_STORAGE", ""
     )
     if override:
         return override
-    db = settings.DATABASES["default"]
+    if db is None:
+        db = settings.DATABASES["default"]
     engine = db["ENGINE"]
     if engine == "django.db.backends.sqlite3":
         name = str(db["NAME"])

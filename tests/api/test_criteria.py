@@ -1,0 +1,142 @@
+"""Stopping criteria (pure functions) and the early_ranking criterion end to end."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sweeps.api import criteria
+
+
+@pytest.mark.parametrize(
+    ("values", "objective", "lookback", "minimum", "expected"),
+    [
+        ([1.0, 0.9], "minimize", 1, 1, False),  # improving
+        ([1.0, 0.9, 0.9], "minimize", 1, 1, True),  # equal is not an improvement
+        ([1.0, 0.9, 0.95], "minimize", 1, 1, True),
+        ([1.0, 0.9, 0.95, 0.89], "minimize", 2, 1, False),  # 0.89 < 0.9 in the last two
+        ([1.0, 0.9, 0.95, 0.91], "minimize", 2, 1, True),
+        ([1.0, 0.9, 0.95], "minimize", 2, 1, False),  # needs lookback + 1 values
+        ([1.0, 1.1], "minimize", 1, 3, False),  # not before min_checkpoints
+        ([1.0, 1.1, 1.2], "minimize", 1, 3, True),
+        ([0.5, 0.6], "maximize", 1, 1, False),
+        ([0.5, 0.6, 0.55], "maximize", 1, 1, True),
+        ([], "minimize", 1, 1, False),
+    ],
+)
+def test_convergence(values, objective, lookback, minimum, expected):
+    assert criteria.convergence(values, objective, lookback, minimum) is expected
+
+
+def fake_scorer(values):
+    """Predicts the final value as the last value (a stand-in for the ranker)."""
+    return values[-1] if values else None
+
+
+@pytest.mark.parametrize(
+    ("values", "best", "margin", "lookback", "minimum", "expected"),
+    [
+        ([2.0], 1.0, 0.1, 1, 1, True),  # 2.0 > 1.0 + 0.1
+        ([1.05], 1.0, 0.1, 1, 1, False),  # within the margin
+        ([1.2], 1.0, 0.1, 1, 2, False),  # before min_checkpoints
+        ([1.5, 1.05], 1.0, 0.1, 2, 1, False),  # not worse at both of the last 2
+        ([1.5, 1.2], 1.0, 0.1, 2, 1, True),
+        ([2.0], None, 0.1, 1, 1, False),  # no finished run yet
+        ([-0.5], -1.0, 0.1, 1, 1, True),  # margin relative to |b|: threshold -0.9
+        ([-0.95], -1.0, 0.1, 1, 1, False),
+        ([math.inf], 1.0, 0.1, 1, 1, True),  # diverged
+    ],
+)
+def test_early_ranking(values, best, margin, lookback, minimum, expected):
+    got = criteria.early_ranking(
+        values,
+        lookback=lookback,
+        min_checkpoints=minimum,
+        margin=margin,
+        best_finished=best,
+        scorer=fake_scorer,
+    )
+    assert got is expected
+
+
+def test_early_ranking_without_a_model_never_fires():
+    assert not criteria.early_ranking(
+        [9.0], lookback=1, min_checkpoints=1, margin=0, best_finished=0.1, scorer=lambda v: None
+    )
+
+
+def test_evaluate_names_each_criterion():
+    rules = [
+        {
+            "type": "convergence",
+            "name": "c",
+            "metric": "loss",
+            "lookback_checkpoints": 1,
+            "min_checkpoints": 1,
+        },
+        {
+            "type": "early_ranking",
+            "name": "er",
+            "metric": "loss",
+            "lookback_checkpoints": 1,
+            "min_checkpoints": 1,
+            "margin": 0.1,
+        },
+    ]
+    reasons = criteria.evaluate(
+        rules, {"loss": "minimize"}, {"loss": [1.0, 2.0]}, {"loss": 1.0}, fake_scorer
+    )
+    assert reasons == {"c": True, "er": True}
+
+
+def test_early_ranking_score_uses_the_ranker(monkeypatch):
+    class Ranker:
+        def score(self, df):
+            assert list(df.columns)[:4] == ["epoch", "iter", "train_loss", "val_loss"]
+            return float(df["val_loss"].min()) * 0.9
+
+    monkeypatch.setattr(criteria, "_ranker", Ranker())
+    assert criteria.early_ranking_score([1.0, 0.5]) == pytest.approx(0.45)
+    assert criteria.early_ranking_score([]) is None
+
+
+@pytest.mark.django_db
+def test_early_ranking_criterion_through_the_api(api, monkeypatch):
+    class Ranker:
+        def score(self, df):
+            return float(df["val_loss"].iloc[-1])  # "predicts" the last value
+
+    monkeypatch.setattr(criteria, "_ranker", Ranker())
+    body = {
+        "name": "er",
+        "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
+        "metrics": [{"name": "loss", "objective": "minimize"}],
+        "training_monitor": {
+            "max_checkpoints": 10,
+            "early_stopping_criteria": [
+                {"type": "early_ranking", "name": "rank", "min_checkpoints": 2, "margin": 0.2}
+            ],
+        },
+    }
+    exp = api.experiment(body)
+    _, run = api.run(exp["id"])
+    first = [api.checkpoint(run["id"], v, name="loss").json() for v in (1.0, 0.5)]
+    # No finished run yet: never stops.
+    assert [c["stopping_reasons"]["rank"] for c in first] == [False, False]
+    api.post(f"/v1/experiments/{exp['id']}/observations", {"training_run": run["id"]})
+    _, run2 = api.run(exp["id"])
+    a = api.checkpoint(run2["id"], 0.9, name="loss").json()
+    assert a["should_stop"] is False  # before min_checkpoints
+    b = api.checkpoint(run2["id"], 0.7, name="loss").json()  # 0.7 > 0.5 * 1.2
+    assert b["should_stop"] is True and b["stopping_reasons"] == {"rank": True}
+    _, run3 = api.run(exp["id"])
+    api.checkpoint(run3["id"], 0.9, name="loss")
+    c = api.checkpoint(run3["id"], 0.55, name="loss").json()  # within the margin
+    assert c["stopping_reasons"] == {"rank": False}
+    # The score is stored for the charts.
+    from sweeps.models import TrialEpoch
+
+    assert list(
+        TrialEpoch.objects.filter(trial_id=int(run3["id"])).order_by("epoch").values_list("score")
+    ) == [(0.9,), (0.55,)]

@@ -215,11 +215,15 @@ def do_cancel_experiment(experiment: Experiment, user=None) -> bool:
 
 
 def _transition(trial: Trial, from_states, to_state: str, *, reason: str, now=None) -> bool:
-    """Conditional UPDATE of one trial's state; refreshes ``trial``. True if it changed."""
+    """Conditional UPDATE of one trial's state; refreshes ``trial``. True if it changed.
+
+    Only the attempt ``trial`` was loaded at changes: a runner whose trial was meanwhile
+    retried (re-queued, claimed again) cannot finish the new attempt.
+    """
     now = now or timezone.now()
-    changed = Trial.objects.filter(pk=trial.pk, state__in=from_states).update(
-        state=to_state, failure_reason=reason[:10_000], finished_at=now
-    )
+    changed = Trial.objects.filter(
+        pk=trial.pk, state__in=from_states, attempts=trial.attempts
+    ).update(state=to_state, failure_reason=reason[:10_000], finished_at=now)
     trial.refresh_from_db()
     return bool(changed)
 
@@ -264,19 +268,22 @@ def _metadata_with(trial_id: int, **extra) -> dict:
     return {**current, **extra}
 
 
-def do_finish_trial(trial: Trial, state: str, *, reason: str = "") -> bool:
+def do_finish_trial(
+    trial: Trial, state: str, *, reason: str = "", from_states=ACTIVE_STATES
+) -> bool:
     """Finish a running (or queued) trial: COMPLETE, FAILED, CANCELLED or PRUNED.
 
     Closes a still-open last epoch (files without epoch-end rows), frees the node, and
     for single runs (kinds TRAIN, FAST_TRAIN) finishes the experiment with the same state.
     Conditional: a trial already finished (e.g. cancelled, or failed as lost) keeps its
-    state and this returns False.
+    state and this returns False. The runner passes ``from_states=(RUNNING,)``: a trial
+    re-queued for a retry is not its to finish.
     """
     if state not in FINISHED_STATES:
         raise ValueError(f"state: {state!r} is not a finished state")
     now = timezone.now()
     with transaction.atomic():
-        if not _transition(trial, ACTIVE_STATES, state, reason=reason, now=now):
+        if not _transition(trial, from_states, state, reason=reason, now=now):
             return False
         _close_open_epoch(trial)
         _free_node(trial.node_id)
@@ -366,6 +373,9 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
     if len(df) == 0:
         result.cursor = trial.rows_stored
         return result
+    # Load the ranker (LightGBM import, model file) before the transaction takes SQLite's
+    # write lock: heartbeats and other trials must not wait on it.
+    _get_ranker()
 
     with transaction.atomic():
         # Lock the trial row: ingest for one trial is serialised (PostgreSQL; SQLite locks

@@ -47,6 +47,8 @@ STATE_CHECK_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
 STDERR_TAIL_LINES = 20
 LOG_PREFIX = "[luminide] "
+#: The runner finishes only the attempt it claimed, never a trial re-queued for a retry.
+RUNNING_ONLY = (RunState.RUNNING,)
 
 
 class TrialSetupError(Exception):
@@ -236,7 +238,9 @@ def run_trial(trial_id: int, *, hostname: str = "", task_id: str = "") -> str | 
     except BaseException as exc:
         # Never leave a trial RUNNING, whatever went wrong here (including SystemExit).
         close_old_connections()
-        actions.do_finish_trial(trial, RunState.FAILED, reason=f"internal error: {exc!r}")
+        actions.do_finish_trial(
+            trial, RunState.FAILED, reason=f"internal error: {exc!r}", from_states=RUNNING_ONLY
+        )
         if not isinstance(exc, Exception):
             raise
         log.exception("trial %s failed inside the runner", trial)
@@ -253,7 +257,7 @@ def _run_claimed(trial: Trial) -> None:
     try:
         run_dir = prepare_run_dir(trial)
     except (TrialSetupError, OSError) as exc:
-        actions.do_finish_trial(trial, RunState.FAILED, reason=str(exc))
+        actions.do_finish_trial(trial, RunState.FAILED, reason=str(exc), from_states=RUNNING_ONLY)
         return
     logw = LogWriter(run_dir / "log.txt")
     try:
@@ -269,7 +273,7 @@ def _run_process(trial: Trial, run_dir: Path, logw: LogWriter) -> None:
         script = check_code(trial, run_dir)
     except TrialSetupError as exc:
         logw.note(f"cannot start: {exc}")
-        actions.do_finish_trial(trial, RunState.FAILED, reason=str(exc))
+        actions.do_finish_trial(trial, RunState.FAILED, reason=str(exc), from_states=RUNNING_ONLY)
         return
     history = run_dir / "history.csv"
     if history.exists() and trial.rows_stored == 0:
@@ -351,7 +355,7 @@ def _finish(
             "orphaned": "lost worker: the worker process died while the trial ran",
             "interrupted": "interrupted: the worker was stopped while the trial ran",
         }[stopped_for]
-        actions.do_finish_trial(trial, RunState.FAILED, reason=reason)
+        actions.do_finish_trial(trial, RunState.FAILED, reason=reason, from_states=RUNNING_ONLY)
         logw.note(reason)
         return
     if stopped_for:
@@ -373,5 +377,5 @@ def _finish(
     else:
         state = RunState.FAILED
         reason = f"exit code {rc}" + (f"\n{tail}" if tail else "")
-    if actions.do_finish_trial(trial, state, reason=reason):
+    if actions.do_finish_trial(trial, state, reason=reason, from_states=RUNNING_ONLY):
         logw.note(f"trial {state}" + (f": {reason.splitlines()[0]}" if reason else ""))

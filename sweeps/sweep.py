@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 
 from luminide.models import Project
 from sweeps import actions, events, studies
-from sweeps.models import ACTIVE_STATES, Experiment, RunState, Trial
+from sweeps.models import ACTIVE_STATES, Experiment, HistoryChunk, RunState, Trial, TrialEpoch
 from sweeps.search_space import SearchSpace, YamlFileError, parse_config_yaml, parse_sweep_yaml
 
 log = logging.getLogger(__name__)
@@ -245,10 +245,24 @@ def _retry_lost_trial(experiment: Experiment, trial: Trial) -> bool:
     ):
         return False
     with transaction.atomic():
-        requeued = Trial.objects.filter(pk=trial.pk, state=RunState.FAILED).update(
-            state=RunState.QUEUED, failure_reason="", finished_at=None, node=None
+        metadata = {k: v for k, v in trial.metadata.items() if k != "history"}
+        # The retry starts from scratch: the lost attempt's rows would mix with the new ones.
+        requeued = Trial.objects.filter(
+            pk=trial.pk, state=RunState.FAILED, attempts=trial.attempts
+        ).update(
+            state=RunState.QUEUED,
+            failure_reason="",
+            finished_at=None,
+            node=None,
+            rows_stored=0,
+            epochs_done=0,
+            best_val_loss=None,
+            score=None,
+            metadata=metadata,
         )
         if requeued:
+            HistoryChunk.objects.filter(trial=trial).delete()
+            TrialEpoch.objects.filter(trial=trial).delete()
             trial.refresh_from_db()
             actions.do_enqueue_trial(trial)
             actions.send_event_on_commit(experiment.pk, events.trial_update(trial))

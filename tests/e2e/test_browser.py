@@ -75,6 +75,16 @@ def test_login(app: Page, luminide_stack, screenshot_dir):
     expect(app.locator("table")).to_contain_text("demo")
     shot(app, screenshot_dir, "02-projects")
 
+    # A new project from the code template opens in the IDE with the template's files.
+    app.fill("#id_slug", "e2e-new")
+    app.fill("#id_name", "Created in the browser")
+    app.click("text=Create project")
+    expect(app).to_have_url(re.compile(r"/projects/e2e-new/$"))
+    expect(app.locator("#file-tree")).to_contain_text("train.py")
+    assert (luminide_stack.data_dir / "projects" / "e2e-new" / "input" / "labels.csv").exists()
+    app.goto(luminide_stack.url + "/projects/")
+    expect(app.locator("table")).to_contain_text("e2e-new")
+
 
 def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screenshot_dir):
     config = luminide_stack.demo_project / "code" / "config.yaml"

@@ -351,3 +351,19 @@ def test_inline_view_never_serves_html(client, project, owner):
     assert csv["Content-Type"].startswith("text/plain")
     assert csv["Content-Disposition"] == "inline"
     assert "sandbox" in csv["Content-Security-Policy"]
+
+
+def test_tracking_list_queries_do_not_grow_with_experiments(
+    client, project, owner, django_assert_max_num_queries
+):
+    c = login(client, owner)
+    make_experiment(project, 1, rows=0)
+    url = reverse("experiment_list", args=[project.slug])
+    c.get(url)  # warm the session
+    with django_assert_max_num_queries(8) as one:
+        c.get(url)
+    for n in range(2, 12):
+        make_experiment(project, n, rows=0)
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        page = c.get(url).content.decode()
+    assert "exp11" in page

@@ -185,7 +185,12 @@ def file_save(request: HttpRequest, slug: str) -> JsonResponse:
                 {"error": f"{path.name} not saved: {problem}", "path": rel, **problem.as_dict()},
                 status=400,
             )
-    files.write_text_atomic(path, content)
+    try:
+        files.write_text_atomic(path, content)
+    except OSError as exc:  # e.g. a parent "folder" that is a file
+        return JsonResponse(
+            {"error": f"cannot write {rel}: {exc.strerror}", "path": rel}, status=400
+        )
     return JsonResponse({"ok": True, "path": rel, "size": path.stat().st_size})
 
 

@@ -239,6 +239,8 @@ def test_save_rejects_malformed_body(client, owner, project):
         == 400
     )
     assert save(c, project, "pkg", "folder").status_code == 400
+    assert save(c, project, "train.py/inside.txt", "x").status_code == 400
+    assert (project.code_dir / "train.py").read_text() == "print('hi')\n"
 
 
 # ---------------------------------------------------------------- nodes, tokens, plotly, admin

@@ -53,6 +53,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "val_vs_train_min",
 )
 N_FEATURES = len(FEATURE_NAMES)
+_USED = ("epoch", "iter", "train_loss", "val_loss", "epoch_val_loss")
 _IDX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
 
@@ -60,7 +61,7 @@ _IDX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 class Prefix:
     """The parts of a history the features need, as numpy arrays (rows in file order)."""
 
-    epoch: np.ndarray  # int
+    epoch: np.ndarray  # epoch numbers (int or float holding integers)
     end: np.ndarray  # bool: epoch-end row (iter == -1), no train/val minibatch meaning
     train: np.ndarray  # float, NaN where blank
     val: np.ndarray  # float, NaN where blank
@@ -82,21 +83,39 @@ def prefix_from_frame(df: pd.DataFrame) -> Prefix:
     n = len(df)
     if n == 0:
         raise ValueError("history frame has no rows")
+    # One conversion for all columns: each df[col] costs tens of microseconds in pandas 3,
+    # which matters at thousands of histories per second.
+    try:
+        arr = df.to_numpy(dtype=np.float64)
+        get = {c: arr[:, i] for i, c in enumerate(cols)}
+    except (TypeError, ValueError):
+        get = {c: df[c].to_numpy(np.float64) for c in _USED if c in cols}
     nan = np.full(n, np.nan)
-    epoch = df["epoch"].to_numpy()
-    end = df["iter"].to_numpy() == -1 if "iter" in cols else np.zeros(n, dtype=bool)
-    train = df["train_loss"].to_numpy(np.float64) if "train_loss" in cols else nan
-    val = df["val_loss"].to_numpy(np.float64) if "val_loss" in cols else nan
-    ev = df["epoch_val_loss"].to_numpy(np.float64) if "epoch_val_loss" in cols else nan
+    epoch = get["epoch"]
+    if np.isnan(epoch).any():
+        raise ValueError("history frame has rows without an epoch")
+    step = get.get("iter")
+    end = step == -1 if step is not None else np.zeros(n, dtype=bool)
+    train = get.get("train_loss", nan)
+    val = get.get("val_loss", nan)
+    ev = get.get("epoch_val_loss", nan)
     return Prefix(epoch, end, train, val, ev)
 
 
-def _mean_by(inv: np.ndarray, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    m = ~np.isnan(x)
-    cnt = np.bincount(inv[m], minlength=n)
-    s = np.bincount(inv[m], weights=x[m], minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return s / cnt, cnt
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b with NaN where b == 0 (np.errstate costs more than the division here)."""
+    out = np.full(len(a), np.nan)
+    np.divide(a, b, out=out, where=b > 0)
+    return out
+
+
+def _mean(a: np.ndarray) -> float:
+    return float(a.sum()) / len(a)
+
+
+def _std(a: np.ndarray) -> float:
+    d = a - a.sum() / len(a)
+    return math.sqrt(float((d * d).sum()) / len(a))
 
 
 def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray | None, float, bool]:
@@ -112,30 +131,48 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
         no finite validation value); ``current_best`` is the best validation value so far in
         the history's units (the level that the model's prediction multiplies).
     """
-    train, val, ev = p.train, p.val, p.epoch_val
-    if np.isinf(train).any() or np.isinf(val).any() or np.isinf(ev).any():
-        return None, math.inf, True
+    train, val, ev, end = p.train, p.val, p.epoch_val, p.end
     epoch = p.epoch
+    n = len(epoch)
     # Epoch numbers are normally sorted; np.unique also copes with files that are not.
-    if len(epoch) > 1 and (epoch[1:] >= epoch[:-1]).all():
-        starts = np.flatnonzero(np.r_[True, epoch[1:] != epoch[:-1]])
-        n_ep = len(starts)
-        inv = np.cumsum(np.r_[False, epoch[1:] != epoch[:-1]])
+    chg = epoch[1:] != epoch[:-1]
+    if n > 1 and (epoch[1:] >= epoch[:-1]).all():
+        inv = np.zeros(n, dtype=np.int64)
+        np.cumsum(chg, out=inv[1:])
+        n_ep = int(inv[-1]) + 1
     else:
         _, inv = np.unique(epoch, return_inverse=True)
         n_ep = int(inv.max()) + 1
-    mb = ~p.end
+    # Work on the (few) rows that hold each kind of value rather than on all rows.
+    ti = np.flatnonzero(~np.isnan(train))
+    vi = np.flatnonzero(~np.isnan(val))
+    ei = np.flatnonzero(~np.isnan(ev))
+    tr_v, va_v, ev_v = train[ti], val[vi], ev[ei]
+    if np.isinf(tr_v).any() or np.isinf(va_v).any() or np.isinf(ev_v).any():
+        return None, math.inf, True
     # An epoch-end row's val_loss (epoch-level files) is that epoch's full validation loss.
-    ev = np.where(np.isnan(ev) & p.end, val, ev)
-    ev_mean, ev_cnt = _mean_by(inv, ev, n_ep)
-    val_mb = np.where(mb, val, np.nan)
-    vm_mean, vm_cnt = _mean_by(inv, val_mb, n_ep)
-    tr_mean, _tr_cnt = _mean_by(inv, train, n_ep)
-    has_ev = ev_cnt.sum() > 0
+    vi_end = end[vi]
+    if vi_end.any():
+        extra = vi[vi_end]
+        extra = extra[np.isnan(ev[extra])]
+        ei = np.concatenate([ei, extra])
+        ev_v = np.concatenate([ev_v, val[extra]])
+    vmi = vi[~vi_end]
+    va_mb = val[vmi]
+    ev_cnt = np.bincount(inv[ei], minlength=n_ep)
+    ev_mean = _div(np.bincount(inv[ei], weights=ev_v, minlength=n_ep), ev_cnt)
+    vm_cnt = np.bincount(inv[vmi], minlength=n_ep)
+    vm_mean = _div(np.bincount(inv[vmi], weights=va_mb, minlength=n_ep), vm_cnt)
+    t_inv = inv[ti]
+    tr_mean = _div(
+        np.bincount(t_inv, weights=tr_v, minlength=n_ep), np.bincount(t_inv, minlength=n_ep)
+    )
+    has_ev = len(ei) > 0
+    end_idx = np.flatnonzero(end)
     if has_ev:
         # Epochs after the last one with a full validation loss are still running.
         n_use = int(np.flatnonzero(ev_cnt)[-1]) + 1
-        if p.end.any() and int(inv[p.end].max()) >= n_use:
+        if len(end_idx) and int(inv[end_idx[-1]]) >= n_use:
             # An epoch-end row was written after the last finite value: NaN, i.e. diverged.
             return None, math.inf, True
         v_ep = np.where(ev_cnt[:n_use] > 0, ev_mean[:n_use], vm_mean[:n_use])
@@ -144,7 +181,7 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
         v_ep = vm_mean
     t_ep = tr_mean[:n_use]
     rows = np.bincount(inv, minlength=n_ep)[:n_use]
-    rows_mb = np.bincount(inv[mb], minlength=n_ep)[:n_use]
+    rows_mb = rows - np.bincount(inv[end_idx], minlength=n_ep)[:n_use]
 
     fin = ~np.isnan(v_ep)
     if not fin.any():
@@ -187,15 +224,16 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
         x[f["val_slope_1"]] = d[-1]
         j = min(3, k - 1)
         x[f["val_slope_3"]] = (lv[-1] - lv[-1 - j]) / j
-        x[f["val_frac_increase"]] = float((d > 0).mean())
+        x[f["val_frac_increase"]] = float((d > 0).sum()) / len(d)
         # Power law in epochs: log v = a + b log(epoch + 1).
         t = np.log(e_idx + 1.0)
-        tm = t.mean()
+        tm = _mean(t)
+        lm = _mean(lv)
         var = ((t - tm) ** 2).sum()
-        b = float(((t - tm) * (lv - lv.mean())).sum() / var)
-        a = lv.mean() - b * tm
+        b = float(((t - tm) * (lv - lm)).sum() / var)
+        a = lm - b * tm
         x[f["val_powerlaw_b"]] = b
-        x[f["val_powerlaw_resid"]] = float(np.sqrt(((a + b * t - lv) ** 2).mean()))
+        x[f["val_powerlaw_resid"]] = math.sqrt(_mean((a + b * t - lv) ** 2))
         bb = min(b, 0.0)
         x[f["val_extrap_2x"]] = a + bb * math.log(2 * n_use) - lmin
         x[f["val_extrap_10x"]] = a + bb * math.log(10 * n_use) - lmin
@@ -203,13 +241,14 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
             x[f["val_extrap_total"]] = a + bb * math.log(max(total_epochs, n_use)) - lmin
     if k >= 3:
         x[f["val_curvature"]] = lv[-1] - 2 * lv[-2] + lv[-3]
-        x[f["val_epoch_noise"]] = float(np.std(np.diff(lv)))
+        x[f["val_epoch_noise"]] = _std(np.diff(lv))
     # Noise of the validation minibatches around their epoch mean (relative).
-    vm2, _ = _mean_by(inv, val_mb * val_mb, n_ep)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rel = np.sqrt(np.maximum(vm2 - vm_mean**2, 0.0)) / np.abs(vm_mean)
-    rel = rel[:n_use][vm_cnt[:n_use] >= 2]
-    if len(rel):
+    multi = vm_cnt[:n_use] >= 2
+    if multi.any():
+        cnt = vm_cnt[:n_use][multi]
+        sq = np.bincount(inv[vmi], weights=va_mb * va_mb, minlength=n_ep)[:n_use][multi]
+        mean = vm_mean[:n_use][multi]
+        rel = np.sqrt(np.maximum(sq / cnt - mean**2, 0.0)) / np.maximum(np.abs(mean), 1e-300)
         x[f["val_mb_noise"]] = float(np.median(rel))
     x[f["val_is_epoch_level"]] = float(has_ev)
     x[f["has_intra_rows"]] = float(rows_mb.max() > 1)
@@ -233,27 +272,27 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
             x[f["val_vs_train_min"]] = lmin - lt.min()
         # Intra-epoch train rows: the very first minibatch is the untrained model's loss,
         # a natural reference level for this run.
-        sel = np.flatnonzero(mb & ~np.isnan(train))
-        trv = train[sel]
+        keep = ~end[ti]
+        trv = tr_v[keep]
+        ep_of = t_inv[keep]
         if len(trv) >= 2 and (trv > 0).all() and rows_mb.max() > 1:
             init = float(trv[0])
             ieps = 1e-4 * init
             x[f["val_first_vs_init"]] = lv0 - math.log(init + ieps)
             x[f["val_best_vs_init"]] = lmin - math.log(init + ieps)
             x[f["train_max_vs_init"]] = math.log((float(trv.max()) + ieps) / (init + ieps))
-            ep_of = inv[sel]
             first = trv[ep_of == ep_of[0]]
             if len(first) >= 4:
                 q = max(1, len(first) // 4)
                 x[f["first_epoch_drop"]] = math.log(
-                    (float(first[-q:].mean()) + ieps) / (float(first[:q].mean()) + ieps)
+                    (_mean(first[-q:]) + ieps) / (_mean(first[:q]) + ieps)
                 )
             lastep = trv[ep_of == ep_of[-1]]
             if len(lastep) >= 4:
                 q = max(1, len(lastep) // 4)
                 x[f["last_epoch_train_trend"]] = math.log(
-                    (float(lastep[-q:].mean()) + ieps) / (float(lastep[:q].mean()) + ieps)
+                    (_mean(lastep[-q:]) + ieps) / (_mean(lastep[:q]) + ieps)
                 )
                 ll = np.log(lastep + ieps)
-                x[f["train_mb_noise"]] = float(np.std(np.diff(ll)))
+                x[f["train_mb_noise"]] = _std(np.diff(ll))
     return x, cur_best, False

@@ -149,6 +149,7 @@
     opts = opts || {};
     const color = opts.color || COLORS[0];
     const epochs = store.epochRows().filter((r) => r.val !== null);
+    const dense = store.val.x.length > 800;
     const data = [
       {
         name: "train loss",
@@ -161,20 +162,21 @@
         hoverinfo: "skip",
       },
       {
+        name: "val minibatch loss",
+        x: store.val.x,
+        y: store.val.y,
+        type: "scattergl",
+        mode: "markers",
+        // Dense curves (long runs, downsampled): smaller, lighter dots under the lines.
+        marker: { color: "#d97706", size: dense ? 3 : 4, opacity: dense ? 0.35 : 0.65 },
+      },
+      {
         name: "train loss (smoothed)",
         x: store.smooth.x,
         y: store.smooth.y,
         type: "scattergl",
         mode: "lines",
         line: { color: color, width: 2.2 },
-      },
-      {
-        name: "val minibatch loss",
-        x: store.val.x,
-        y: store.val.y,
-        type: "scattergl",
-        mode: "markers",
-        marker: { color: "#d97706", size: 4, opacity: 0.65 },
       },
       {
         name: "epoch val loss",

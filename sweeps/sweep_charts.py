@@ -110,7 +110,7 @@ def trial_rows(trials: Sequence[TrialPoint], ranks: Mapping[int, int]) -> list[d
 
 def _param_value(v: Any) -> Any:
     if isinstance(v, float):
-        return json_float(v)
+        return _round(v)  # display only: config-tuned.yaml keeps the exact values
     return v
 
 
@@ -132,11 +132,16 @@ def curve_points_per_trial(n_trials: int) -> int:
 
 
 def _round(v: float | None) -> float | str | None:
+    """``v`` to :data:`CURVE_DIGITS` significant digits (its JSON is then short)."""
     if v is None:
         return None
     if not math.isfinite(v):
         return json_float(v)
-    return float(f"{v:.{CURVE_DIGITS}g}")
+    if v == 0:
+        return 0.0
+    # round() returns the double nearest the rounded decimal, whose repr is that decimal;
+    # 3x faster than formatting with "%.5g" and parsing back.
+    return round(v, CURVE_DIGITS - 1 - math.floor(math.log10(abs(v))))
 
 
 def _argmin(values: Sequence[float | None]) -> int | None:
@@ -171,30 +176,76 @@ def trial_curve(
 
 
 def curves(
-    rows: Iterable[tuple[int, int, float | None, float | None]], n_trials: int
+    rows: Sequence[tuple[int, int, float | None, float | None]], n_trials: int
 ) -> dict[str, dict]:
     """Curves of every trial from ``(trial number, epoch, val_loss, score)`` rows sorted by
-    trial then epoch; keys are trial numbers as strings (JSON object keys)."""
+    trial then epoch; keys are trial numbers as strings (JSON object keys).
+
+    Same result as :func:`trial_curve` per trial, vectorised: a sweep of 1,000 trials x 50
+    epochs is 50,000 rows, on the page's critical path.
+    """
+    import numpy as np
+
+    if not len(rows):
+        return {}
     budget = curve_points_per_trial(n_trials)
+    table = np.array(rows, dtype=np.float64)  # None (SQL NULL) becomes NaN
+    numbers = table[:, 0].astype(np.int64)
+    epochs = table[:, 1].astype(np.int64)
+    val, score = table[:, 2], table[:, 3]
+    val_r, score_r = _round_array(val), _round_array(score)
+    starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])
+    ends = np.r_[starts[1:], len(numbers)]
     out: dict[str, dict] = {}
-    current: int | None = None
-    epochs: list[int] = []
-    val: list[float | None] = []
-    score: list[float | None] = []
-
-    def flush() -> None:
-        if current is not None:
-            out[str(current)] = trial_curve(epochs, val, score, budget)
-
-    for number, epoch, v, s in rows:
-        if number != current:
-            flush()
-            current, epochs, val, score = number, [], [], []
-        epochs.append(epoch)
-        val.append(v)
-        score.append(s)
-    flush()
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        n = b - a
+        if n <= budget:
+            idx: Any = slice(a, b)
+        else:
+            keep = [n - 1]
+            for series in (val[a:b], score[a:b]):
+                finite = np.isfinite(series)
+                if finite.any():
+                    keep.append(int(np.argmin(np.where(finite, series, np.inf))))
+            idx = np.asarray(downsample_indices(n, budget, keep), dtype=np.int64) + a
+        out[str(int(numbers[a]))] = {
+            "n": n,
+            "epoch": epochs[idx].tolist(),
+            "val": _json_list(val_r[idx]),
+            "score": _json_list(score_r[idx]),
+        }
     return out
+
+
+def _round_array(x):
+    """Like :func:`_round` on every element (NaN and inf pass through)."""
+    import numpy as np
+
+    out = x.copy()
+    ok = np.isfinite(x) & (x != 0)
+    if ok.any():
+        v = x[ok]
+        k = (CURVE_DIGITS - 1 - np.floor(np.log10(np.abs(v)))).astype(np.int64)
+        pos = k >= 0
+        r = np.empty_like(v)
+        # Divide by an exact power of ten (k >= 0) or multiply by one (k < 0), so the result
+        # is the double nearest the rounded decimal (short JSON).
+        r[pos] = np.round(v[pos] * 10.0 ** k[pos]) / 10.0 ** k[pos]
+        r[~pos] = np.round(v[~pos] / 10.0 ** -k[~pos]) * 10.0 ** -k[~pos]
+        out[ok] = r
+    return out
+
+
+def _json_list(x) -> list:
+    """Floats for JSON: NaN (SQL NULL here) -> None, +-inf -> "inf"/"-inf"."""
+    import numpy as np
+
+    values = x.tolist()
+    if not np.isfinite(x).all():
+        values = [
+            None if v != v else json_float(v) if v in (math.inf, -math.inf) else v for v in values
+        ]
+    return values
 
 
 def parallel_coordinates(
@@ -235,7 +286,7 @@ def parallel_coordinates(
             dims.append(
                 {
                     "label": f"{name} (log)",
-                    "values": [_log10(v) for v in raw],
+                    "values": [_round(_log10(v)) for v in raw],
                     "range": [lo, hi],
                     "tickvals": ticks,
                     "ticktext": [f"{10**k:g}" for k in ticks],
@@ -245,7 +296,7 @@ def parallel_coordinates(
             dims.append(
                 {
                     "label": name,
-                    "values": [_number(v) for v in raw],
+                    "values": [_round(_number(v)) for v in raw],
                     "range": [spec["low"], spec["high"]],
                 }
             )

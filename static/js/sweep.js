@@ -108,7 +108,11 @@
     ];
     return {
       data: data,
-      layout: layout({ uirevision: "history", xaxis: { title: { text: "trial", standoff: 6 } }, yaxis: { title: { text: s.experiment.objective } } }),
+      layout: layout({
+        uirevision: "history",
+        xaxis: { title: { text: "trial", standoff: 6 }, tickformat: "d", rangemode: "tozero", range: h.x.length < 2 ? [-0.5, Math.max(1, h.x[0] || 0) + 0.5] : undefined },
+        yaxis: { title: { text: s.experiment.objective } },
+      }),
     };
   }
 
@@ -173,10 +177,25 @@
         connectgaps: false,
         hovertemplate: "%{text}<br>epoch %{x}<br>%{y:.5g}<extra></extra>",
       }));
+    // A diverging trial can sit orders of magnitude above the rest: switch to a log axis.
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const g of groups.values()) {
+      for (const v of g.y) {
+        if (v === null) continue;
+        lo = Math.min(lo, v);
+        hi = Math.max(hi, v);
+      }
+    }
+    const logY = lo > 0 && hi / lo > 20;
     return {
       plotted: plotted,
       data: traces,
-      layout: layout({ uirevision: "curves-" + field, xaxis: { title: { text: "epoch", standoff: 6 } }, yaxis: { title: { text: yTitle } } }),
+      layout: layout({
+        uirevision: "curves-" + field,
+        xaxis: { title: { text: "epoch", standoff: 6 } },
+        yaxis: { title: { text: yTitle + (logY ? " (log)" : "") }, type: logY ? "log" : "linear" },
+      }),
     };
   }
 
@@ -184,6 +203,13 @@
     const pc = s.parcoords;
     const color = pc.color.map(num);
     const finite = color.filter((v) => v !== null);
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of finite) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    if (!finite.length) [lo, hi] = [0, 1];
     const dims = pc.dimensions.map((d) => {
       const dim = { label: d.label, values: d.values.map((v) => (num(v) === null ? NaN : num(v))) };
       if (d.range) dim.range = d.range;
@@ -201,16 +227,16 @@
           line: {
             color: color.map((v) => (v === null ? NaN : v)),
             colorscale: RANK_SCALE.map((c, i) => [i / (RANK_SCALE.length - 1), c]),
-            cmin: finite.length ? Math.min(...finite) : 0,
-            cmax: finite.length ? Math.max(...finite) : 1,
-            showscale: true,
+            cmin: lo,
+            cmax: hi > lo ? hi : lo + 1e-9,
+            showscale: finite.length > 1,
             colorbar: { thickness: 10, len: 0.8, title: { text: "" } },
           },
           labelfont: { size: 11 },
           tickfont: { size: 10 },
         },
       ],
-      layout: Object.assign(layout({ uirevision: "parcoords" }), { margin: { l: 50, r: 40, t: 38, b: 22 } }),
+      layout: Object.assign(layout({ uirevision: "parcoords" }), { margin: { l: 50, r: 50, t: 48, b: 22 } }),
     };
   }
 
@@ -303,10 +329,10 @@
       { key: "rank", label: "Rank", num: true },
     ];
     for (const p of s.params) cols.push({ key: "p:" + p.name, label: p.name, num: p.type !== "categorical" });
+    // The objective is the score (Fast Sweep) or the best val loss (full): show the other.
     cols.push(
-      { key: "value", label: s.experiment.fast ? "Value (score)" : "Value (best val)", num: true },
-      { key: "score", label: "Score", num: true },
-      { key: "best_val_loss", label: "Best val loss", num: true },
+      { key: "value", label: s.experiment.fast ? "Value (score)" : "Value (best val loss)", num: true },
+      s.experiment.fast ? { key: "best_val_loss", label: "Best val loss", num: true } : { key: "score", label: "Score", num: true },
       { key: "epochs", label: "Epochs", num: true },
       { key: "seconds", label: "Duration", num: true },
       { key: "links", label: "Files", nosort: true },

@@ -99,6 +99,27 @@ def test_curves_group_rows_and_budget_scales_with_sweep_size():
     assert len(big["0"]["epoch"]) <= sc.MIN_CURVE_POINTS + 2
 
 
+def test_vectorised_curves_equal_the_per_trial_function():
+    import random
+
+    rng = random.Random(1)
+    rows = []
+    for number in (0, 2, 5):
+        for e in range(rng.randrange(1, 90)):
+            v = rng.choice([None, INF, rng.uniform(1e-6, 1e6), rng.uniform(0, 1), 0.0])
+            rows.append((number, e, v, rng.choice([None, -INF, rng.uniform(-2, 2)])))
+    for n_trials in (3, 3000):
+        out = sc.curves(rows, n_trials)
+        budget = sc.curve_points_per_trial(n_trials)
+        for number in (0, 2, 5):
+            mine = [r for r in rows if r[0] == number]
+            expected = sc.trial_curve(
+                [r[1] for r in mine], [r[2] for r in mine], [r[3] for r in mine], budget
+            )
+            assert out[str(number)] == expected
+        strict_json(out)
+
+
 def test_curve_values_are_rounded_for_size():
     curve = sc.trial_curve([0], [0.123456789], [1 / 3], 5)
     assert curve["val"] == [0.12346] and curve["score"] == [0.33333]

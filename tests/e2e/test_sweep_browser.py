@@ -1,0 +1,157 @@
+"""A Fast Sweep in Debian Chromium against the real embedded stack (Redis, worker, daphne).
+
+Log in, open the demo project, see an invalid ``sweep.yaml`` refused in the Sweep tab with
+its line (nothing started), start a Fast Sweep of 3 tiny trials with the checkbox, watch the
+trials appear live on the sweep page, then click Use tuned config and find it in
+``code/config.yaml``. Screenshots go to ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import DEMO_PASSWORD, REPO
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SWEEP_TIMEOUT_S = 420
+TINY = '#!/usr/bin/env bash\nset -euo pipefail\npython ../code/train.py --epochs {epochs} --subset 300 "$@"\n'
+
+
+def ranker_shipped() -> bool:
+    return any((REPO / "ranking" / "models").glob("early_ranker*"))
+
+
+@pytest.fixture(scope="module")
+def app(browser, luminide_stack):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    yield page
+    context.close()
+
+
+def shot(page: Page, screenshot_dir: Path, name: str) -> None:
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky nav would show mid-page otherwise
+    page.wait_for_timeout(400)  # let Plotly finish drawing
+    page.screenshot(path=str(screenshot_dir / f"{name}.png"), full_page=True)
+
+
+def login(page: Page, url: str) -> None:
+    page.goto(url + "/login/")
+    page.fill("#id_username", "demo")
+    page.fill("#id_password", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/projects/$"))
+
+
+def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screenshot_dir):
+    # A Fast Sweep ranks trials by their Early Ranking score: without a shipped ranker model
+    # there are no scores, so the same flow runs as a full sweep (checkbox off) instead.
+    fast = ranker_shipped()
+    code = luminide_stack.demo_project / "code"
+    # Tiny trials: 3 epochs on 300 images.
+    (code / "fast.sh").write_text(TINY.format(epochs=3))
+    (code / "full.sh").write_text(TINY.format(epochs=3))
+    good_sweep = (code / "sweep.yaml").read_text()
+    config_before = (code / "config.yaml").read_text()
+    experiments_before = sorted((luminide_stack.demo_project / "output").glob("exp*"))
+
+    login(app, luminide_stack.url)
+    app.goto(luminide_stack.url + "/projects/demo/")
+    expect(app.locator("#editor-path")).to_have_text("config.yaml")
+    app.click("#sweep-tab")
+    expect(app.locator("#sweep-form")).to_be_visible()
+
+    # An invalid sweep.yaml: refused in the panel with line and parameter; nothing starts.
+    (code / "sweep.yaml").write_text(
+        "parameters:\n  lr: {distribution: log_uniform, min: 0.5, max: 0.01}\n"
+    )
+    app.fill("#id_n_trials", "3")
+    app.check("#id_sweep_fast")
+    app.click("#sweep-button")
+    error = app.locator("#sweep-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("sweep.yaml line 2")
+    expect(error).to_contain_text("'lr'")
+    expect(app.locator("#editor-path")).to_have_text("sweep.yaml")  # opened at the line
+    expect(app.locator(".cm-error-line")).to_have_count(1)
+    expect(app).to_have_url(re.compile(r"/projects/demo/"))
+    shot(app, screenshot_dir, "sweep-01-invalid-sweep-yaml")
+    assert sorted((luminide_stack.demo_project / "output").glob("exp*")) == experiments_before
+    (code / "sweep.yaml").write_text(good_sweep)
+
+    # The Fast Sweep, with the checkbox.
+    app.reload()
+    app.click("#sweep-tab")
+    app.fill("#id_n_trials", "3")
+    app.fill("#id_parallel", "1")
+    app.fill("#id_sweep_description", "e2e fast sweep" if fast else "e2e sweep (no ranker)")
+    app.set_checked("#id_sweep_fast", fast)
+    shot(app, screenshot_dir, "sweep-02-sweep-tab")
+    app.click("#sweep-button")
+    app.wait_for_url(re.compile(r"/projects/demo/experiments/\d+/$"))
+    expect(app.locator("#sweep")).to_be_visible()
+    expect(app.locator(".badge-kind")).to_have_text("Fast Sweep" if fast else "Sweep")
+    expect(app.locator("#conn")).to_have_text("live")
+
+    # Trials appear live (no reload): rows in the table, curves and history points grow.
+    rows = app.locator("#trials-body tr[data-trial]")
+    seen_rows: set[int] = set()
+    seen_points: set[int] = set()
+    shot_running = False
+    deadline = time.monotonic() + SWEEP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        seen_rows.add(rows.count())
+        seen_points.add(int(app.get_attribute("#chart-history", "data-points") or 0))
+        if not shot_running and app.locator("#trials-body .badge-running").count():
+            curves = int(app.get_attribute("#chart-curves", "data-trials") or 0)
+            if curves and len(seen_points) >= 2:
+                shot(app, screenshot_dir, "sweep-03-live")
+                shot_running = True
+        if app.get_attribute("#sweep", "data-state") not in ("queued", "running"):
+            break
+        app.wait_for_timeout(250)
+    state = app.get_attribute("#sweep", "data-state")
+    assert state == "complete", f"sweep ended {state}: {app.inner_text('#trials-body')}"
+    expect(rows).to_have_count(3)
+    assert len(seen_rows) >= 2, f"the table never grew live: {sorted(seen_rows)}"
+    assert len(seen_points) >= 2, f"the history never grew live: {sorted(seen_points)}"
+    if fast:
+        expect(app.locator("#chart-score.js-plotly-plot")).to_be_visible()
+    expect(app.locator("#chart-parcoords.js-plotly-plot")).to_be_visible()
+    app.wait_for_function(
+        "() => Number(document.getElementById('chart-importance').dataset.params || 0) > 0"
+        " || document.getElementById('chart-importance').textContent.includes('Not available')"
+    )
+    expect(app.locator("#tuned-config")).to_contain_text("lr:")  # refreshed without reload
+    expect(app.locator("#use-tuned-button")).to_be_visible()
+    # Sorting the table by value puts rank 1 first.
+    app.click("#trials-head th[data-key=value]")
+    expect(app.locator("#trials-body tr").first.locator(".rank-chip")).to_have_text("1")
+    shot(app, screenshot_dir, "sweep-04-complete")
+    assert not app.errors, app.errors  # type: ignore[attr-defined]
+
+    # Use tuned config: code/config.yaml becomes config-tuned.yaml; the old one is kept.
+    number = int(app.get_attribute("#sweep", "data-number"))
+    tuned = luminide_stack.demo_project / "output" / f"exp{number}" / "config-tuned.yaml"
+    app.once("dialog", lambda dialog: dialog.accept())
+    app.click("#use-tuned-button")
+    expect(app).to_have_url(re.compile(r"/projects/demo/#config\.yaml$"))
+    expect(app.locator(".flash")).to_contain_text("tuned config")
+    config_after = (code / "config.yaml").read_text()
+    assert config_after == tuned.read_text() and config_after != config_before
+    assert yaml.safe_load(config_after)["lr"] == yaml.safe_load(tuned.read_text())["lr"]
+    backups = list(code.glob("config.yaml.bak-*"))
+    assert len(backups) == 1 and backups[0].read_text() == config_before
+    expect(app.locator(".CodeMirror")).to_contain_text("Tuned by")
+    shot(app, screenshot_dir, "sweep-05-tuned-config-in-ide")

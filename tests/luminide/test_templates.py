@@ -1,0 +1,82 @@
+"""Contract of every shipped code template: valid files, a real short training, history.csv
+that Luminide reads, and hyperparameters that change the outcome."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from luminide.workspace import list_templates
+from ranking import read_history
+from sweeps.search_space import parse_config_yaml, parse_sweep_yaml
+from tests import factories
+
+TEMPLATES = list_templates()
+
+
+def test_both_templates_ship():
+    assert {"image-classification", "tabular-classification"} <= set(TEMPLATES)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_template_files_are_valid(template):
+    code = Path("luminide/code_templates") / template
+    config = parse_config_yaml((code / "config.yaml").read_text())
+    space = parse_sweep_yaml((code / "sweep.yaml").read_text())
+    assert set(space.distributions) <= set(config), "sweep.yaml searches keys config.yaml lacks"
+    for script in ("full.sh", "fast.sh"):
+        assert os.access(code / script, os.X_OK), f"{script} is not executable"
+        assert "../code/train.py" in (code / script).read_text()
+
+
+def _train(run_dir: Path, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
+    run_dir.mkdir(parents=True)
+    if config is not None:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(
+        ["bash", "../code/fast.sh", *args],
+        cwd=run_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_template_trains_and_writes_a_readable_history(template, owner):
+    project = factories.make_project(owner, template=template)
+    # A folder beside code/ and input/, so ../code and ../input resolve to them.
+    good = _train(project.root / "good", "--epochs", "2", "--subset", "400")
+    assert good.returncode == 0, good.stderr[-2000:]
+    history = read_history(project.root / "good" / "history.csv")
+    epochs = history.dropna(subset=["epoch_val_loss"])
+    assert list(epochs["epoch"]) == [0, 1]
+    assert history["train_loss"].notna().sum() >= 8  # minibatch rows, 2 epochs
+    assert history["val_loss"].notna().any(), "no validation-minibatch rows"
+    assert (project.root / "good" / "model.pth").is_file()
+
+    # A run's own config.yaml (what a sweep trial gets) overrides ../code/config.yaml.
+    defaults = parse_config_yaml((project.code_dir / "config.yaml").read_text())
+    bad = _train(
+        project.root / "bad",
+        "--epochs",
+        "2",
+        "--subset",
+        "400",
+        config={**defaults, "lr": 1e-6 if defaults["optimizer"] != "sgd" else 1e-5},
+    )
+    assert bad.returncode == 0, bad.stderr[-2000:]
+    bad_history = read_history(project.root / "bad" / "history.csv")
+    best_good = np.nanmin(epochs["epoch_val_loss"])
+    best_bad = np.nanmin(bad_history["epoch_val_loss"])
+    assert best_good < best_bad, "a tiny learning rate should train worse"

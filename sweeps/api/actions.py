@@ -335,13 +335,16 @@ def do_create_checkpoint(experiment: Experiment, trial_pk: int, data: dict[str, 
                 f"training run {trial.pk} already has max_checkpoints={max_checkpoints} "
                 "checkpoints",
             )
-        history: dict[str, list[float]] = {name: [] for name in objective_of}
-        previous = Checkpoint.objects.filter(trial=trial).order_by("seq")
-        for values in previous.values_list("values", flat=True):
-            for name, value in _values_by_name(values).items():
-                history.setdefault(name, []).append(value)
-        for name, value in new_values.items():
-            history[name].append(value)
+        # The values the criteria look at, kept on the trial (<= max_checkpoints floats per
+        # metric) so a checkpoint never re-reads the run's earlier checkpoints.
+        meta = dict(trial.metadata)
+        watched = {c["metric"] for c in rules}
+        history = {name: list(values) for name, values in (meta.get("series") or {}).items()}
+        for name in watched:
+            if name in new_values:
+                history.setdefault(name, []).append(new_values[name])
+        if watched:
+            meta["series"] = history
 
         memo: dict[tuple[float, ...], float | None] = {}
 
@@ -351,9 +354,16 @@ def do_create_checkpoint(experiment: Experiment, trial_pk: int, data: dict[str, 
                 memo[key] = criteria.early_ranking_score(values)
             return memo[key]
 
-        chart_values = history[chart["name"]]
         score = None
-        if chart["objective"] == "minimize" and chart["name"] in new_values:
+        scored = chart["objective"] == "minimize" and chart["name"] in new_values
+        if scored and criteria.ranker_available():
+            chart_values = history.get(chart["name"])
+            if chart_values is None:  # not watched by a criterion: read the stored epochs
+                chart_values = [
+                    v
+                    for v in trial.epochs.order_by("epoch").values_list("val_loss", flat=True)
+                    if v is not None
+                ] + [new_values[chart["name"]]]
             score = scorer(chart_values)
         reasons = criteria.evaluate(rules, objective_of, history, best_finished, scorer)
         should_stop = any(reasons.values()) or (
@@ -377,7 +387,6 @@ def do_create_checkpoint(experiment: Experiment, trial_pk: int, data: dict[str, 
             score=score,
             created_at=now,
         )
-        meta = dict(trial.metadata)
         best_values = dict(meta.get("best_values") or {})
         best_ids = dict(meta.get("best_checkpoints") or {})
         for name, value in new_values.items():

@@ -49,6 +49,7 @@ class LiveServer:
     port: int
     token: str
     root: Path
+    pid: int | None = None
 
     @property
     def db_path(self) -> Path:
@@ -167,9 +168,10 @@ def live_server(*, server: str = "daphne", redis: bool = True) -> Iterator[LiveS
             cmd = [py, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
         else:
             raise ValueError(f"server must be daphne or runserver, not {server!r}")
-        procs.append(subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=log))
+        web = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=log)
+        procs.append(web)
         _wait(lambda: _http_ok("127.0.0.1", port), 60, server)
-        yield LiveServer(f"http://127.0.0.1:{port}", "127.0.0.1", port, token, root)
+        yield LiveServer(f"http://127.0.0.1:{port}", "127.0.0.1", port, token, root, web.pid)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -223,9 +225,10 @@ BENCH_EXPERIMENT = {
 
 
 def post_checkpoints(
-    srv: LiveServer, clients: int, per_client: int
+    srv: LiveServer, clients: int, per_client: int, *, method: str = "POST"
 ) -> tuple[list[float], list[int], float, list[str]]:
-    """Each of ``clients`` threads opens a run and posts ``per_client`` checkpoints.
+    """Each of ``clients`` threads opens a run and posts ``per_client`` checkpoints
+    (``method="GET"``: fetches its training run instead, the read-path baseline).
 
     Returns (latencies in s, status codes, wall time in s, run ids).
     """
@@ -247,12 +250,14 @@ def post_checkpoints(
 
     def worker(i: int) -> None:
         client = Client(srv)
-        path = f"/v1/training_runs/{runs[i]}/checkpoints"
+        path = f"/v1/training_runs/{runs[i]}"
+        if method == "POST":
+            path += "/checkpoints"
         start.wait()
         for k in range(per_client):
             body = {"values": [{"name": "val_loss", "value": 1.0 / (k + 1) + 0.01 * i}]}
             t0 = time.perf_counter()
-            code, _ = client.call("POST", path, body)
+            code, _ = client.call(method, path, body if method == "POST" else None)
             latencies[i].append(time.perf_counter() - t0)
             statuses[i].append(code)
         client.close()
@@ -285,7 +290,10 @@ def bench_api(
     with live_server(server=server, redis=redis) as srv:
         # Warm-up: imports, the first connections, SQLite page cache.
         post_checkpoints(srv, 2, 10)
+        cpu0 = _server_cpu(srv)
         lat, codes, wall, runs = post_checkpoints(srv, clients, per_client)
+        cpu = _server_cpu(srv) - cpu0
+        base_lat, _, base_wall, _ = post_checkpoints(srv, clients, per_client, method="GET")
         with sqlite3.connect(srv.db_path) as db:
             marks = ",".join("?" * len(runs))
             stored = db.execute(
@@ -309,6 +317,9 @@ def bench_api(
         "p99_ms": p99,
         "rate_ratio": rate / TARGET_RATE,
         "p95_ratio": TARGET_P95_MS / p95,
+        "server_cpu_ms_per_create": 1000 * cpu / total if cpu else None,
+        "read_baseline_per_s": total / base_wall,
+        "read_baseline_p95_ms": 1000 * _percentile(base_lat, 95),
     }
     out(
         f"api checkpoints ({server}, redis={'on' if redis else 'off'}, {clients} clients, "
@@ -317,7 +328,27 @@ def bench_api(
         f"(target < {TARGET_P95_MS:.0f} ms, x{result['p95_ratio']:.2f}), p99 {p99:.1f} ms; "
         f"201 answers {ok}/{total}, stored {stored}/{total}"
     )
+    cpu_ms = result["server_cpu_ms_per_create"]
+    out(f"  server CPU per create: {cpu_ms:.1f} ms" if cpu_ms else "  server CPU per create: n/a")
+    out(
+        f"  read baseline (GET training run, same clients): {result['read_baseline_per_s']:.0f}/s, "
+        f"p95 {result['read_baseline_p95_ms']:.1f} ms; creates/reads ratio "
+        f"{rate / result['read_baseline_per_s']:.2f}; load average now "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     return result
+
+
+def _server_cpu(srv: LiveServer) -> float:
+    """CPU seconds (user + system) used so far by the server process (Linux /proc)."""
+    pid = getattr(srv, "pid", None)
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":  # python -m sweeps.api.bench [daphne|runserver]

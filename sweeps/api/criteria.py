@@ -122,6 +122,11 @@ def _get_ranker() -> Any:
     return _ranker
 
 
+def ranker_available() -> bool:
+    """Whether an Early Ranking model is loaded (checked at most once a minute)."""
+    return _get_ranker() is not None
+
+
 def early_ranking_score(values: Sequence[float]) -> float | None:
     """Early Ranking score of a run whose per-checkpoint values of a minimised metric are
     ``values`` (one row per checkpoint, as an epoch); None without a model."""

@@ -24,6 +24,7 @@ serialised by a lock and retried on ``database is locked``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -132,9 +133,10 @@ def _retry(fn: Callable[[], T], attempts: int = 5) -> T:
     """Run ``fn``, serialised on SQLite and retried while the database is locked."""
     from sqlalchemy.exc import OperationalError
 
+    lock = _sqlite_lock if _is_sqlite(storage_url()) else contextlib.nullcontext()
     for attempt in range(attempts):
         try:
-            with _sqlite_lock:
+            with lock:
                 return fn()
         except OperationalError as exc:
             if "locked" not in str(exc) or attempt == attempts - 1:

@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -520,21 +521,27 @@ def _close_open_epoch(trial: Trial) -> None:
     _update_single_run_best(trial)
 
 
-_ranker_cache: list = []
+#: Seconds before a process that found no ranker model looks for it again.
+RANKER_RETRY_SECONDS = 60.0
+_ranker_state: dict = {"ranker": None, "checked": -math.inf}
 
 
 def _get_ranker():
-    """The shipped EarlyRanker, or None while ranking has no model (cached per process)."""
-    if not _ranker_cache:
-        ranker = None
-        try:
-            from ranking import EarlyRanker  # type: ignore[attr-defined]
+    """The shipped EarlyRanker (loaded once per process), or None while it has no model.
 
-            ranker = EarlyRanker.load()
+    A missing model is looked for again after ``RANKER_RETRY_SECONDS``, so a worker started
+    before the model was installed picks it up without a restart.
+    """
+    state = _ranker_state
+    if state["ranker"] is None and time.monotonic() - state["checked"] > RANKER_RETRY_SECONDS:
+        state["checked"] = time.monotonic()
+        try:
+            from ranking import EarlyRanker
+
+            state["ranker"] = EarlyRanker.load()
         except (ImportError, OSError) as exc:  # library or model file not shipped yet
             log.info("Early Ranking disabled: %s", exc)
-        _ranker_cache.append(ranker)
-    return _ranker_cache[0]
+    return state["ranker"]
 
 
 def _score_prefix(trial: Trial, last_epoch: int) -> float | None:

@@ -171,7 +171,7 @@ def test_ingest_scores_completed_epochs_with_the_ranker(project, sent, monkeypat
         def score(self, df):
             return float(df["epoch"].max()) + 0.5
 
-    monkeypatch.setattr(actions, "_ranker_cache", [FakeRanker()])
+    monkeypatch.setattr(actions, "_ranker_state", {"ranker": FakeRanker(), "checked": 0.0})
     trial = factories.make_experiment(project).trials.get()
     do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(1, 5))
     do_ingest_history(
@@ -183,10 +183,35 @@ def test_ingest_scores_completed_epochs_with_the_ranker(project, sent, monkeypat
 
 
 def test_ingest_without_ranker_leaves_scores_empty(project, monkeypatch):
-    monkeypatch.setattr(actions, "_ranker_cache", [None])
+    import time
+
+    monkeypatch.setattr(actions, "_ranker_state", {"ranker": None, "checked": time.monotonic()})
     trial = factories.make_experiment(project).trials.get()
     do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(1, 5))
     assert TrialEpoch.objects.get(trial=trial).score is None
+
+
+def test_missing_ranker_model_is_looked_for_again(monkeypatch):
+    import ranking
+
+    loads = []
+
+    class Loaded:
+        pass
+
+    def load():
+        loads.append(1)
+        if len(loads) == 1:
+            raise FileNotFoundError("ranking/models/early_ranker.txt")
+        return Loaded()
+
+    monkeypatch.setattr(ranking.EarlyRanker, "load", staticmethod(load))
+    monkeypatch.setattr(actions, "_ranker_state", {"ranker": None, "checked": float("-inf")})
+    assert actions._get_ranker() is None
+    assert actions._get_ranker() is None and len(loads) == 1  # not retried at once
+    actions._ranker_state["checked"] -= actions.RANKER_RETRY_SECONDS + 1
+    assert isinstance(actions._get_ranker(), Loaded)
+    assert isinstance(actions._get_ranker(), Loaded) and len(loads) == 2
 
 
 def test_mark_lost_nodes_fails_their_running_trials(project, sent):

@@ -1,0 +1,59 @@
+"""``manage.py sweep_proof``: full sweep vs Fast Sweep vs Optuna pruners, on real runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from luminide.models import ComputeNode
+from luminide.workspace import create_project, list_templates
+from sweeps.proof import compare_sweeps, results_markdown
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure the Fast Sweep against a full sweep (and Optuna's MedianPruner and "
+        "HyperbandPruner at the Fast Sweep's epoch budget) on fresh projects from code "
+        "templates. Needs running workers (`make run` in another terminal)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--template", action="append", choices=list_templates(), help="repeatable"
+        )
+        parser.add_argument("--trials", type=int, default=25)
+        parser.add_argument("--parallel", type=int, default=1)
+        parser.add_argument("--seed", type=int, action="append", help="repeatable (default 0 1)")
+        parser.add_argument("--no-baselines", action="store_true", help="skip the Optuna pruners")
+        parser.add_argument("--timeout", type=float, default=4 * 3600, help="per sweep, seconds")
+        parser.add_argument("--out", default="bench-results/sweep-proof.md")
+
+    def handle(self, *args, **options) -> None:
+        cutoff = timezone.now() - timezone.timedelta(minutes=2)
+        if not ComputeNode.objects.filter(last_heartbeat__gte=cutoff).exists():
+            raise CommandError("no live worker: start `make run` (or `make worker`) first")
+        owner, _ = get_user_model().objects.get_or_create(username="sweep-proof")
+        results = []
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        for template in options["template"] or list_templates():
+            for seed in options["seed"] or [0, 1]:
+                project = create_project(
+                    owner, f"proof-{template}-s{seed}-{stamp}", f"sweep proof {template}", template
+                )
+                self.stdout.write(f"{template} seed {seed}: project {project.slug}")
+                results += compare_sweeps(
+                    project,
+                    trials=options["trials"],
+                    parallel=options["parallel"],
+                    seed=seed,
+                    timeout=options["timeout"],
+                    baselines=not options["no_baselines"],
+                )
+                table = results_markdown(results)
+                out = Path(options["out"])
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(table)
+                self.stdout.write(table)

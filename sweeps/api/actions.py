@@ -271,7 +271,7 @@ def do_create_training_run(experiment: Experiment, data: dict[str, Any]) -> Tria
 
 
 def _int_id(raw: str) -> int:
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else -1
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else -1
 
 
 # --- checkpoints ---------------------------------------------------------------------

@@ -537,11 +537,11 @@ def page_params(query: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"limit": 100, "before": None, "after": None}
     for key, value in query.items():
         if key == "limit":
-            if not value.isdigit() or len(value) > 6:
+            if not (value.isascii() and value.isdigit()) or len(value) > 6:
                 raise bad("limit", "must be an integer between 1 and 1000")
             out["limit"] = integer(int(value), "limit", lo=1, hi=1000)
         elif key in ("before", "after"):
-            if not value.isdigit() or len(value) > 18:
+            if not (value.isascii() and value.isdigit()) or len(value) > 18:
                 raise bad(key, "must be an id")
             out[key] = int(value)
         elif key in ("state", "sort", "fields"):

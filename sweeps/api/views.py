@@ -108,7 +108,12 @@ def endpoint(**handlers: Handler) -> Callable[..., HttpResponse]:
             return error(exc.status, exc.message)
         except studies.SpaceError as exc:
             return error(400, str(exc))
-        except Exception:
+        except Exception as exc:
+            # Django's or SQLAlchemy's (Optuna) OperationalError: SQLite stayed busy past its
+            # timeout. A retryable condition, not a bug.
+            if type(exc).__name__ == "OperationalError" and "locked" in str(exc):
+                logger.warning("API %s %s: %s", request.method, request.path, exc)
+                return error(503, "the database is busy; retry the request")
             logger.exception("API error on %s %s", request.method, request.path)
             return error(500, "internal error")
 
@@ -117,7 +122,7 @@ def endpoint(**handlers: Handler) -> Callable[..., HttpResponse]:
 
 def _id(raw: str) -> int:
     """Parse an id from the URL; anything that is not one is a 404, not a 500."""
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError(404, f"no object with id {raw!r}")
     return int(raw)
 

@@ -403,6 +403,24 @@ def test_unknown_paths_and_methods_are_json(api, experiment_body):
     assert r.json()["status"] == 405
     for path in ("/v1/experiments/abc", "/v1/experiments/99999999999999999999999"):
         assert api.get(path).status_code == 404
+    for raw in ("\u00b2", "\u0661\u0662"):  # unicode digits are not ids
+        assert api.get(f"/v1/experiments/{raw}").status_code == 404
+        assert api.get("/v1/experiments", before=raw).status_code == 400
+
+
+def test_busy_database_is_503_not_500(api, experiment_body, monkeypatch):
+    from django.db import OperationalError
+
+    from sweeps.api import actions
+
+    exp = api.experiment(experiment_body)
+
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(actions, "do_create_suggestion", locked)
+    r = api.post(f"/v1/experiments/{exp['id']}/suggestions")
+    assert r.status_code == 503 and r.json()["status"] == 503
 
 
 def test_malformed_json_is_400(api):

@@ -50,21 +50,20 @@ def _report(title: str, rows: list[tuple[str, str]]) -> None:
 # ---------------------------------------------------------------- sweep page
 
 
-def _populate(n_trials: int, n_epochs: int, seed: int):
-    """A sweep experiment with ``n_trials`` finished trials of ``n_epochs`` epochs each."""
-    from django.contrib.auth import get_user_model
+def populate_sweep(project, n_trials: int = 1000, n_epochs: int = 50, seed: int = 0):
+    """Add a Fast Sweep of ``n_trials`` finished trials x ``n_epochs`` epochs (about 5%
+    failed) to ``project``, straight into the database; returns the experiment."""
+    from django.db.models import Max
     from django.utils import timezone
 
-    from luminide.models import Project
     from sweeps.models import Experiment, RunState, Trial, TrialEpoch
 
     rng = random.Random(seed)
-    user = get_user_model().objects.create_user("bench", password="bench-password")
-    project = Project.objects.create(slug="bench", name="bench", owner=user)
     now = timezone.now()
     exp = Experiment.objects.create(
         project=project,
-        number=1,
+        number=(project.experiments.aggregate(m=Max("number"))["m"] or 0) + 1,
+        description=f"{n_trials} trials x {n_epochs} epochs (synthetic)",
         kind=Experiment.Kind.FAST_SWEEP,
         state=RunState.COMPLETE,
         spec={"sweep_yaml": SWEEP_YAML, "n_trials": n_trials, "parallel": 4, "study": ""},
@@ -120,7 +119,17 @@ def _populate(n_trials: int, n_epochs: int, seed: int):
     Trial.objects.bulk_update(trials, ["best_val_loss", "score", "value"], batch_size=500)
     values = [t.value for t in trials if t.value is not None]
     Experiment.objects.filter(pk=exp.pk).update(best_value=min(values))
-    return user, exp
+    return exp
+
+
+def _populate(n_trials: int, n_epochs: int, seed: int):
+    from django.contrib.auth import get_user_model
+
+    from luminide.models import Project
+
+    user = get_user_model().objects.create_user("bench", password="bench-password")
+    project = Project.objects.create(slug="bench", name="bench", owner=user)
+    return user, populate_sweep(project, n_trials, n_epochs, seed)
 
 
 def _time_get(client, url: str, repeat: int) -> tuple[list[float], int, int]:
@@ -176,6 +185,9 @@ def bench_sweep_page(n_trials: int = 1000, n_epochs: int = 50, repeat: int = 5) 
         summ_t, summ_b, _ = _time_get(client, data_url + "?curves=", repeat)
         one_t, one_b, _ = _time_get(client, data_url + "?curves=7", repeat)
         page_t, page_b, _ = _time_get(client, page_url, repeat)
+        imp_url = reverse("sweep_importance", args=["bench", exp.number])
+        imp_first, _, imp_status = _time_get(client, imp_url, 1)
+        imp_cached, _, _ = _time_get(client, imp_url, repeat)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
         teardown_test_environment()
@@ -194,6 +206,8 @@ def bench_sweep_page(n_trials: int = 1000, n_epochs: int = 50, repeat: int = 5) 
         "page_s": statistics.median(page_t),
         "page_bytes": page_b,
         "build_s": build_s,
+        "importance_first_s": imp_first[0],
+        "importance_cached_s": statistics.median(imp_cached),
     }
     ok = result["data_s"] < 1.0 and result["data_bytes"] < 2_000_000
     _report(
@@ -214,6 +228,11 @@ def bench_sweep_page(n_trials: int = 1000, n_epochs: int = 50, repeat: int = 5) 
                 f"{result['one_curve_s'] * 1000:.0f} ms, {one_b / 1e3:.0f} kB",
             ),
             ("HTML page", f"{result['page_s'] * 1000:.0f} ms, {page_b / 1e3:.0f} kB"),
+            (
+                "parameter importance (fANOVA)",
+                f"{imp_first[0]:.2f} s first (HTTP {imp_status}), "
+                f"{result['importance_cached_s'] * 1000:.0f} ms cached",
+            ),
         ],
     )
     return result

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from django.contrib import messages
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 #: Trials whose curves one request may ask for by number.
 MAX_CURVE_REQUEST = 2_000
 IMPORTANCE_CACHE_SECONDS = 24 * 3600
+IMPORTANCE_STALE_SECONDS = 60
 
 
 def _get_sweep_for_user(request: HttpRequest, slug: str, number: int) -> Experiment:
@@ -290,20 +292,27 @@ def param_importance(experiment: Experiment) -> dict:
         .values_list("number", "value")
     )
     result: dict = {"n_complete": len(done), "importance": [], "status": "too_few"}
-    if len(done) < 2 or not experiment.spec.get("study"):
+    if len(done) < 2:
         return result
     digest = hashlib.sha1(repr(done).encode()).hexdigest()[:16]
-    key = f"sweep-importance:{experiment.spec['study']}:{digest}"
+    key = f"sweep-importance:{experiment.pk}:{experiment.spec.get('study', '')}"
     cached = cache.get(key)
     if cached is not None:
-        return cached
+        if cached["digest"] == digest:
+            return cached["result"]
+        # While a big sweep runs, trials complete faster than fANOVA runs: answer the last
+        # result for a while unless the completed trials grew by more than 10%.
+        fresh = time.monotonic() - cached["at"] < IMPORTANCE_STALE_SECONDS
+        close = len(done) - cached["result"]["n_complete"] <= max(2, len(done) // 10)
+        if experiment.state in ACTIVE_STATES and fresh and close:
+            return {**cached["result"], "stale": True}
     try:
         import optuna
 
-        from sweeps import studies
-
-        study = studies.load_study(experiment.spec["study"])
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        study = _importance_study(experiment)
+        # Shallow trees: fANOVA's cost grows with the leaves; depth 6 keeps 1,000 trials
+        # at a few seconds (default depth: ~40 s) with the same ranking of parameters.
+        evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=32, max_depth=6, seed=0)
         importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
         result = {
             "n_complete": len(done),
@@ -315,8 +324,44 @@ def param_importance(experiment: Experiment) -> dict:
     except Exception as exc:  # optuna refuses some spaces (e.g. one value per parameter)
         log.info("parameter importance of %s not available: %s", experiment, exc)
         result = {"n_complete": len(done), "status": "error", "message": str(exc)[:300]}
-    cache.set(key, result, IMPORTANCE_CACHE_SECONDS)
+    cache.set(
+        key, {"digest": digest, "at": time.monotonic(), "result": result}, IMPORTANCE_CACHE_SECONDS
+    )
     return result
+
+
+def _importance_study(experiment: Experiment):
+    """The sweep's Optuna study; rebuilt in memory from the trial rows when it has no
+    completed trial (deleted, or a sweep whose rows were written without one)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from sweeps import studies
+
+    name = experiment.spec.get("study")
+    if name:
+        try:
+            study = studies.load_study(name)
+        except KeyError:
+            study = None
+        if study is not None and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return study
+    space = parse_sweep_yaml(experiment.spec.get("sweep_yaml", "")).distributions
+    rows = experiment.trials.filter(state=RunState.COMPLETE, value__isnull=False).values_list(
+        "params", "value"
+    )
+    trials = []
+    for params, value in rows:
+        dists = {k: space[k] for k in params if k in space}
+        try:
+            trials.append(
+                create_trial(params={k: params[k] for k in dists}, distributions=dists, value=value)
+            )
+        except ValueError:  # a value outside today's space: leave that trial out
+            continue
+    study = optuna.create_study(direction="minimize")
+    study.add_trials(trials)
+    return study
 
 
 @login_required

@@ -86,6 +86,7 @@
 
   function historyFigure(s) {
     const h = s.history;
+    const last = h.x.length ? h.x[h.x.length - 1] : 0;
     const data = [
       {
         name: s.experiment.objective,
@@ -110,7 +111,12 @@
       data: data,
       layout: layout({
         uirevision: "history",
-        xaxis: { title: { text: "trial", standoff: 6 }, tickformat: "d", rangemode: "tozero", range: h.x.length < 2 ? [-0.5, Math.max(1, h.x[0] || 0) + 0.5] : undefined },
+        xaxis: {
+          title: { text: "trial", standoff: 6 },
+          tickformat: "d",
+          dtick: last < 15 ? 1 : undefined,
+          range: h.x.length < 2 ? [-0.5, Math.max(1, last) + 0.5] : undefined,
+        },
         yaxis: { title: { text: s.experiment.objective } },
       }),
     };

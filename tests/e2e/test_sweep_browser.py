@@ -155,3 +155,42 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     assert len(backups) == 1 and backups[0].read_text() == config_before
     expect(app.locator(".CodeMirror")).to_contain_text("Tuned by")
     shot(app, screenshot_dir, "sweep-05-tuned-config-in-ide")
+
+
+def test_sweep_page_with_1000_trials_stays_usable(app: Page, luminide_stack, screenshot_dir):
+    """1,000 finished trials x 50 epochs: the page draws every chart and pages the table."""
+    out = luminide_stack.manage(
+        "shell",
+        "-c",
+        "from luminide.models import Project; from sweeps.bench_sweep import populate_sweep; "
+        "print('EXP', populate_sweep(Project.objects.get(slug='demo'), 1000, 50).number)",
+        timeout=300,
+    )
+    number = int(out.split("EXP")[1])
+    page_url = f"{luminide_stack.url}/projects/demo/experiments/{number}/"
+    app.goto(page_url)
+    if "/login/" in app.url:
+        login(app, luminide_stack.url)
+    t0 = time.monotonic()
+    app.goto(page_url)
+    app.wait_for_function(
+        "() => Number(document.getElementById('chart-curves').dataset.trials || 0) >= 900"
+        " && Number(document.getElementById('chart-parcoords').dataset.lines || 0) >= 900",
+        timeout=60_000,
+    )
+    drawn_s = time.monotonic() - t0
+    print(f"1,000-trial sweep page drawn in {drawn_s:.2f} s")
+    expect(app.locator("#trials-body tr[data-trial]")).to_have_count(50)
+    expect(app.locator("#trials-range")).to_have_text("1\u201350 of 1000")
+    app.click("#page-next")
+    expect(app.locator("#trials-range")).to_have_text("51\u2013100 of 1000")
+    app.click("#trials-head th[data-key=value]")
+    expect(app.locator("#trials-range")).to_have_text("1\u201350 of 1000")
+    expect(app.locator("#trials-body tr").first.locator(".rank-chip")).to_have_text("1")
+    app.wait_for_function(
+        "() => Number(document.getElementById('chart-importance').dataset.params || 0) > 0",
+        timeout=120_000,
+    )
+    shot(app, screenshot_dir, "sweep-06-1000-trials")
+    assert not app.errors, app.errors  # type: ignore[attr-defined]
+    assert drawn_s < 15, f"the page took {drawn_s:.1f} s to draw 1,000 trials"

@@ -400,3 +400,14 @@ def test_fast_training_page_shows_the_prediction(client, project, owner):
         "Predicted final val loss"
         not in client.get(url("experiment_detail", full)).content.decode()
     )
+
+
+def test_importance_without_a_stored_study_uses_the_trial_rows(client, project, owner):
+    exp = make_sweep(project, study="no-such-study")
+    Trial.objects.create(
+        experiment=exp, number=9, state="complete", value=0.9, params={"lr": 0.05, "arch": "wide"}
+    )
+    client.force_login(owner)
+    data = strict_json(client.get(url("sweep_importance", exp)))
+    assert data["status"] == "ok" and data["n_complete"] == 3
+    assert {d["name"] for d in data["importance"]} == {"lr", "arch"}

@@ -149,10 +149,21 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every requ
 # Serve from the finders in development so `make run` needs no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 
+
+def channel_layer_hosts(redis_url: str) -> list[dict]:
+    """channels-redis ``hosts`` for ``redis_url``.
+
+    redis-py 8 gives asyncio connections a 5 s socket timeout, the same as the layer's
+    blocking-pop timeout: an idle websocket consumer would die with "Timeout reading from
+    socket" after ~5 s. Reads may block up to brpop_timeout (5 s), so allow more.
+    """
+    return [{"address": redis_url, "socket_timeout": 30, "socket_connect_timeout": 10}]
+
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": channel_layer_hosts(REDIS_URL)},
     }
 }
 

@@ -313,6 +313,8 @@ def do_create_checkpoint(experiment: Experiment, trial_pk: int, data: dict[str, 
         for c in rules
         if c["type"] == "early_ranking"
     }
+    # Load the ranker (first call: imports, model file) before taking the write lock.
+    criteria.ranker_available()
     with transaction.atomic():
         # order_by(): Trial's Meta ordering would join (and on PostgreSQL lock) the
         # experiment and project rows too.

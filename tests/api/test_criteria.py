@@ -140,3 +140,75 @@ def test_early_ranking_criterion_through_the_api(api, monkeypatch):
     assert list(
         TrialEpoch.objects.filter(trial_id=int(run3["id"])).order_by("epoch").values_list("score")
     ) == [(0.9,), (0.55,)]
+
+
+@pytest.mark.django_db
+def test_shipped_ranker_scores_api_checkpoints(api, experiment_body, monkeypatch):
+    """With the real model installed, every checkpoint of a minimised metric gets a score."""
+    try:
+        from ranking import EarlyRanker
+
+        EarlyRanker.load()
+    except Exception as exc:
+        pytest.skip(f"no shipped Early Ranking model yet ({exc})")
+    monkeypatch.setattr(criteria, "_ranker", None)
+    monkeypatch.setattr(criteria, "_ranker_checked_at", -math.inf)
+    exp = api.experiment(experiment_body)
+    _, run = api.run(exp["id"])
+    for v in (1.0, 0.7, 0.6):
+        assert api.checkpoint(run["id"], v).status_code == 201
+    from sweeps.models import TrialEpoch
+
+    scores = TrialEpoch.objects.filter(trial_id=int(run["id"])).values_list("score", flat=True)
+    assert all(s is not None for s in scores)
+
+
+@pytest.mark.django_db
+def test_real_early_ranker_on_api_checkpoints(api, monkeypatch):
+    """A (tiny, synthetic) ``ranking.EarlyRanker`` accepts the frames built from checkpoints,
+    scores are stored per checkpoint, and the criterion decides from them."""
+    import numpy as np
+    import pandas as pd
+
+    from ranking import EarlyRanker
+
+    rng = np.random.default_rng(0)
+    histories, finals = [], []
+    for _ in range(60):
+        n, final = int(rng.integers(2, 8)), 0.2 + float(rng.random())
+        histories.append(
+            pd.DataFrame(
+                {
+                    "epoch": range(n),
+                    "iter": [-1] * n,
+                    "train_loss": [math.nan] * n,
+                    "val_loss": [final + 1.0 / (k + 1) for k in range(n)],
+                }
+            )
+        )
+        finals.append(final)
+    ranker = EarlyRanker(n_estimators=10, min_child_samples=2).fit(histories, finals)
+    monkeypatch.setattr(criteria, "_ranker", ranker)
+    body = {
+        "name": "real ranker",
+        "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
+        "metrics": [{"name": "loss", "objective": "minimize"}],
+        "training_monitor": {
+            "max_checkpoints": 10,
+            "early_stopping_criteria": [{"type": "early_ranking", "min_checkpoints": 2}],
+        },
+    }
+    exp = api.experiment(body)
+    _, good = api.run(exp["id"])
+    for v in (0.5, 0.35, 0.3):
+        api.checkpoint(good["id"], v, name="loss")
+    api.post(f"/v1/experiments/{exp['id']}/observations", {"training_run": good["id"]})
+    _, bad = api.run(exp["id"])
+    answers = [api.checkpoint(bad["id"], v, name="loss").json() for v in (3.0, 2.9)]
+    assert answers[-1]["stopping_reasons"] == {"early_ranking": True}
+    from sweeps.models import TrialEpoch
+
+    scores = list(
+        TrialEpoch.objects.filter(trial_id=int(bad["id"])).values_list("score", flat=True)
+    )
+    assert len(scores) == 2 and all(s is not None and s > 0.3 * 1.1 for s in scores)

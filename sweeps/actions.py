@@ -312,6 +312,13 @@ def _finish_single_run_experiment(trial: Trial, now) -> None:
         _emit_experiment(experiment)
 
 
+def do_release_node(node_id: int | None) -> None:
+    """The runner is done with its trial (any outcome): the node is idle unless it runs
+    another trial. Cancellation and lost verdicts change the trial without the runner, so
+    the runner calls this once its process group is gone."""
+    _free_node(node_id)
+
+
 def _free_node(node_id: int | None) -> None:
     if node_id is None:
         return

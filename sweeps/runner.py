@@ -245,6 +245,7 @@ def run_trial(trial_id: int, *, hostname: str = "", task_id: str = "") -> str | 
             raise
         log.exception("trial %s failed inside the runner", trial)
     finally:
+        actions.do_release_node(trial.node_id)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
             if _interrupted.is_set():

@@ -48,9 +48,10 @@ def luminide_tmp() -> Path:
     """Short session temp folder (unix socket paths must stay under ~107 characters)."""
     root = Path(tempfile.mkdtemp(prefix="lumt-", dir="/tmp"))
     yield root
-    import shutil
+    if not os.environ.get("LUMINIDE_KEEP_TEST_TMP"):  # set it to read worker logs afterwards
+        import shutil
 
-    shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +97,7 @@ def redis_server(luminide_tmp):
     from django.conf import settings
 
     from luminide.celery import app
-    from luminide.settings import celery_broker_url
+    from luminide.settings import celery_broker_url, channel_layer_hosts
 
     sock = luminide_tmp / "redis.sock"
     proc = subprocess.Popen(
@@ -129,7 +130,10 @@ def redis_server(luminide_tmp):
     url = f"unix://{sock}"
     saved_layers = settings.CHANNEL_LAYERS
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": channel_layer_hosts(url)},
+        }
     }
     channel_layers.backends.clear()
     saved_broker = app.conf.broker_url

@@ -133,7 +133,9 @@ def _retry(fn: Callable[[], T], attempts: int = 5) -> T:
     """Run ``fn``, serialised on SQLite and retried while the database is locked."""
     from sqlalchemy.exc import OperationalError
 
-    lock = _sqlite_lock if _is_sqlite(storage_url()) else contextlib.nullcontext()
+    url = storage_url()
+    lock = _sqlite_lock if _is_sqlite(url) else contextlib.nullcontext()
+    _check_not_in_transaction(url)
     for attempt in range(attempts):
         try:
             with lock:
@@ -143,6 +145,21 @@ def _retry(fn: Callable[[], T], attempts: int = 5) -> T:
                 raise
             time.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def _check_not_in_transaction(url: str) -> None:
+    """Fail fast instead of waiting out the busy timeout (see the module docstring)."""
+    from django.db import connection
+
+    if (
+        connection.vendor == "sqlite"
+        and connection.in_atomic_block
+        and url == f"sqlite:///{connection.settings_dict['NAME']}"
+    ):
+        raise RuntimeError(
+            "Optuna storage shares the SQLite database: call sweeps.studies outside "
+            "transaction.atomic() (tests: set LUMINIDE_OPTUNA_STORAGE to another file)"
+        )
 
 
 def _sampler(seed: int | None = None) -> optuna.samplers.BaseSampler:

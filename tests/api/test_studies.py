@@ -71,3 +71,12 @@ def test_ask_tell_roundtrip(settings, tmp_path):
     assert [tr.state for tr in loaded.trials] == [TrialState.COMPLETE, TrialState.FAIL]
     assert loaded.best_value == 0.3
     assert studies.delete_study("roundtrip") and not studies.delete_study("roundtrip")
+
+
+@pytest.mark.django_db
+def test_same_sqlite_file_inside_a_transaction_fails_fast(settings):
+    from django.db import connection
+
+    settings.LUMINIDE_OPTUNA_STORAGE = f"sqlite:///{connection.settings_dict['NAME']}"
+    with pytest.raises(RuntimeError, match="outside"):
+        studies.load_study("anything")

@@ -21,6 +21,7 @@ MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
 DEFAULT_MODEL = os.path.join(MODELS_DIR, "early_ranker")
 _FORMAT = "luminide-early-ranker/1"
 _Y_CLIP = (-6.0, 3.0)
+_OBJECTIVES = ("regression", "regression_l1", "huber", "quantile", "lambdarank")
 
 
 class EarlyRanker:
@@ -37,7 +38,8 @@ class EarlyRanker:
     given, validated in :meth:`fit`; learned attributes end with ``_``; ``fit`` returns self.
 
     Args:
-        objective: ``"regression"`` (L2 on the log ratio) or ``"lambdarank"``.
+        objective: ``"regression"`` (L2 on the log ratio), ``"regression_l1"``, ``"huber"``,
+            ``"quantile"`` or ``"lambdarank"``.
         n_estimators: Boosting rounds.
         learning_rate: Shrinkage.
         num_leaves: Leaves per tree.
@@ -46,6 +48,8 @@ class EarlyRanker:
         subsample: Row fraction per tree.
         colsample_bytree: Feature fraction per tree.
         reg_lambda: L2 regularisation of leaf values.
+        alpha: The quantile for ``objective="quantile"`` (above 0.5 is cautious about
+            predicted improvements).
         random_state: Seed; training is deterministic for a given seed.
     """
 
@@ -61,6 +65,7 @@ class EarlyRanker:
         subsample: float = 0.8,
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
+        alpha: float = 0.5,
         random_state: int = 0,
     ) -> None:
         self.objective = objective
@@ -72,6 +77,7 @@ class EarlyRanker:
         self.subsample = subsample
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
+        self.alpha = alpha
         self.random_state = random_state
 
     # ------------------------------------------------------------------ sklearn plumbing
@@ -86,6 +92,7 @@ class EarlyRanker:
         "subsample",
         "colsample_bytree",
         "reg_lambda",
+        "alpha",
         "random_state",
     )
 
@@ -106,10 +113,8 @@ class EarlyRanker:
         return f"EarlyRanker({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def _validate(self) -> None:
-        if self.objective not in ("regression", "lambdarank"):
-            raise ValueError(
-                f"objective must be 'regression' or 'lambdarank', got {self.objective!r}"
-            )
+        if self.objective not in _OBJECTIVES:
+            raise ValueError(f"objective must be one of {_OBJECTIVES}, got {self.objective!r}")
         for name in ("n_estimators", "num_leaves", "max_depth", "min_child_samples"):
             v = getattr(self, name)
             if not isinstance(v, int | np.integer) or v < 1:
@@ -118,6 +123,8 @@ class EarlyRanker:
             v = getattr(self, name)
             if not (isinstance(v, float | int) and 0 < v <= (1 if name != "learning_rate" else 10)):
                 raise ValueError(f"{name} must be in (0, 1], got {v!r}")
+        if not (isinstance(self.alpha, float | int) and 0 < self.alpha < 1):
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
         if not (isinstance(self.reg_lambda, float | int) and self.reg_lambda >= 0):
             raise ValueError(f"reg_lambda must be >= 0, got {self.reg_lambda!r}")
 
@@ -217,8 +224,10 @@ class EarlyRanker:
             "num_threads": 1,
             "verbose": -1,
         }
-        if self.objective == "regression":
-            params["objective"] = "regression"
+        if self.objective != "lambdarank":
+            params["objective"] = self.objective
+            if self.objective == "quantile":
+                params["alpha"] = self.alpha
             ds = lgb.Dataset(X, target, weight=w, feature_name=list(FEATURE_NAMES))
         else:
             assert g is not None
@@ -278,7 +287,7 @@ class EarlyRanker:
         ok = ~np.isnan(X[:, 0]) & np.isfinite(best_so_far) & (best_so_far > 0)
         if ok.any():
             raw = forest.predict(X[ok])
-            if self.objective == "regression":
+            if self.objective != "lambdarank":
                 out[ok] = best_so_far[ok] * np.exp(np.clip(raw, *_Y_CLIP))
             else:
                 # raw excludes the init score -log(best so far); undo the sign as well.

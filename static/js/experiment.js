@@ -23,7 +23,8 @@
     syncing: null,
     resyncAgain: false,
     drawPending: false,
-    pollTimer: null,
+    lastHeard: 0,
+    trace: [], // recent messages, for the e2e tests and the console
   };
 
   const lossEl = document.getElementById("chart-loss");
@@ -221,6 +222,7 @@
     }
     state.syncing = (async () => {
       try {
+        state.lastHeard = Date.now();
         let rounds = 0;
         do {
           state.resyncAgain = false;
@@ -243,6 +245,8 @@
 
   function handle(msg) {
     // Payloads: sweeps/events.py (the one definition shared with the server).
+    state.trace.push([Date.now(), msg.type, msg.after, msg.cursor, msg.state]);
+    if (state.trace.length > 300) state.trace.shift();
     switch (msg.type) {
       case "hello": {
         const t = (msg.trials || []).find((x) => x.trial === state.trial);
@@ -296,10 +300,10 @@
     ws.onopen = () => {
       state.backoff = 500;
       setConn("live", "live");
-      stopPolling();
       resync(); // connect = re-sync from our cursor
     };
     ws.onmessage = (ev) => {
+      state.lastHeard = Date.now();
       let msg;
       try {
         msg = JSON.parse(ev.data);
@@ -312,7 +316,6 @@
       if (state.socket !== ws) return;
       state.socket = null;
       setConn("down", ACTIVE.has(state.expState) ? "reconnecting" : "offline");
-      startPolling();
       scheduleReconnect();
     };
     ws.onerror = () => {};
@@ -324,16 +327,14 @@
     setTimeout(connect, delay);
   }
 
-  function startPolling() {
-    if (state.pollTimer) return;
-    state.pollTimer = setInterval(() => {
-      if (ACTIVE.has(state.expState)) resync();
-    }, 2000);
-  }
-  function stopPolling() {
-    clearInterval(state.pollTimer);
-    state.pollTimer = null;
-  }
+  // Safety net while the run is active: poll every 2 s when the socket is down, and re-sync
+  // after 10 s of silence when it is up (delivery is at most once; a lost message that is
+  // never followed by another would otherwise go unnoticed).
+  const QUIET_MS = 10000;
+  setInterval(() => {
+    if (!ACTIVE.has(state.expState) || state.syncing) return;
+    if (state.socket === null || Date.now() - state.lastHeard > QUIET_MS) resync();
+  }, 2000);
 
   // Debug hooks for the e2e tests and the console.
   window.luminideLive = {

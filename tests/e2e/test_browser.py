@@ -131,10 +131,19 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
     expect(app.locator("h1")).to_have_text(f"exp{number}")
     expect(app.locator("#conn")).to_have_text("live")
     seen: set[int] = set()
+    timeline: list[tuple[float, int, str | None]] = []
     dropped = False
-    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    started = time.monotonic()
+    deadline = started + RUN_TIMEOUT_MS / 1000
     while time.monotonic() < deadline:
         points = chart_points(app)
+        timeline.append(
+            (
+                round(time.monotonic() - started, 1),
+                points,
+                app.get_attribute("#experiment", "data-state"),
+            )
+        )
         if points:
             seen.add(points)
             if not dropped:
@@ -154,7 +163,10 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
         pytest.fail(f"run ended {state}: {app.inner_text('#failure')}\n{app.inner_text('#log')}")
     final = chart_points(app)
     assert final > 0
-    assert len(seen | {final}) >= 2, f"the chart never grew while running: {sorted(seen)}"
+    if len(seen | {final}) < 2:
+        trace = app.evaluate("() => window.luminideLive.state.trace")
+        changes = [t for i, t in enumerate(timeline) if i == 0 or t[1:] != timeline[i - 1][1:]]
+        pytest.fail(f"the chart never grew while running:\n{changes}\nmessages: {trace}")
     expect(app.locator(".js-plotly-plot").first).to_be_visible()
     expect(app.locator("#exp-state")).to_contain_text("Complete")
     expect(app.locator("#log")).not_to_be_empty()

@@ -234,8 +234,11 @@ def do_create_suggestion(experiment: Experiment, data: dict[str, Any]) -> Trial:
                 metadata={"suggestion": {"metadata": data["metadata"]}},
             )
             _emit_trial(trial)
-    except BaseException:
+    except BaseException as exc:
         studies.tell(study, optuna_trial.number, state=TrialState.FAIL)
+        if isinstance(exc, IntegrityError):
+            # Trial numbers already taken: the study was reset under a live experiment.
+            raise ApiError(409, "the experiment's Optuna study is out of sync") from None
         raise
     return trial
 
@@ -505,9 +508,8 @@ def do_create_observation(experiment: Experiment, data: dict[str, Any]) -> Trial
         }
         trial.save(update_fields=["finished_at", "state", "value", "failure_reason", "metadata"])
         _update_experiment_after_observation(experiment, trial, chart["objective"])
-    study = _load_study(experiment)
     try:
-        _tell(study, trial.number, trial.state, trial.value)
+        _tell(_load_study(experiment), trial.number, trial.state, trial.value)
     except Exception:
         # The observation is stored; the next suggestion reconciles the study.
         logger.exception("could not tell study %s about trial %s", spec["study_name"], trial.number)

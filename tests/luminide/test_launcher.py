@@ -1,0 +1,88 @@
+"""``python -m luminide.launcher``: starts Redis, a worker and daphne; SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_launcher_starts_and_stops_everything():
+    root = Path(tempfile.mkdtemp(prefix="lum-l-", dir="/tmp"))
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "luminide.settings",
+        "LUMINIDE_DATA_DIR": str(root / "data"),
+        "LUMINIDE_VAR_DIR": str(root / "var"),
+        "LUMINIDE_PORT": str(port),
+    }
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True
+    )
+    (root / "var").mkdir(exist_ok=True)
+    (root / "var" / "redis.sock").write_text("stale")  # left by a killed run
+    log = root / "launcher.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "luminide.launcher"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(log.read_text()[-3000:]) from None
+                time.sleep(0.3)
+        text = log.read_text()
+        assert "removing stale socket" in text
+        assert f"http://127.0.0.1:{port}/" in text and "demo / " in text
+        pids = [int((root / "var" / f).read_text()) for f in ("redis.pid", "daphne.pid")]
+        deadline = time.monotonic() + 60
+        while not (root / "var" / "worker.pid").exists():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        pids.append(int((root / "var" / "worker.pid").read_text()))
+        assert all(_alive(p) for p in pids)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    assert rc == 0, log.read_text()[-3000:]
+    assert not any(_alive(p) for p in pids)
+    assert "all stopped" in log.read_text()

@@ -86,19 +86,23 @@ def _http_ok(host: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def live_server(*, server: str = "daphne", redis: bool = True) -> Iterator[LiveServer]:
+def live_server(
+    *, server: str = "daphne", redis: bool = True, env: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
     """A migrated, empty Luminide in a temporary folder, served on a free port.
 
     Args:
         server: ``daphne`` (the embedded default's server) or ``runserver`` (threaded WSGI).
         redis: Start a private Redis (unix socket) for the channel layer, as ``make run``
             does; without it live events are skipped (logged once a minute).
+        env: Extra environment for the server (e.g. ``DATABASE_CONN_MAX_AGE``).
 
     Yields:
         The server's URL, host, port, an API token (user ``bench``) and its folder.
     """
     root = Path(tempfile.mkdtemp(prefix="lmbench-", dir="/tmp"))
     procs: list[subprocess.Popen] = []
+    extra_env = dict(env or {})
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "luminide.settings",
@@ -112,6 +116,7 @@ def live_server(*, server: str = "daphne", redis: bool = True) -> Iterator[LiveS
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("LUMINIDE_OPTUNA_STORAGE", None)
+    env.update(extra_env)
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in finally
     try:
         if redis:
@@ -284,10 +289,14 @@ def bench_api(
     per_client: int = 200,
     server: str = "daphne",
     redis: bool = True,
+    env: dict[str, str] | None = None,
     out: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
-    """Run the checkpoint benchmark and print its figures; returns them as a dict."""
-    with live_server(server=server, redis=redis) as srv:
+    """Run the checkpoint benchmark and print its figures; returns them as a dict.
+
+    ``env`` adds server environment variables (e.g. ``{"DATABASE_CONN_MAX_AGE": "60"}``).
+    """
+    with live_server(server=server, redis=redis, env=env) as srv:
         # Warm-up: imports, the first connections, SQLite page cache.
         post_checkpoints(srv, 2, 10)
         cpu0 = _server_cpu(srv)
@@ -322,7 +331,8 @@ def bench_api(
         "read_baseline_p95_ms": 1000 * _percentile(base_lat, 95),
     }
     out(
-        f"api checkpoints ({server}, redis={'on' if redis else 'off'}, {clients} clients, "
+        f"api checkpoints ({server}, redis={'on' if redis else 'off'}"
+        f"{''.join(f', {k}={v}' for k, v in (env or {}).items())}, {clients} clients, "
         f"{total} creates): {rate:.0f}/s (target >= {TARGET_RATE:.0f}/s, "
         f"x{result['rate_ratio']:.2f}); latency p50 {p50:.1f} ms, p95 {p95:.1f} ms "
         f"(target < {TARGET_P95_MS:.0f} ms, x{result['p95_ratio']:.2f}), p99 {p99:.1f} ms; "

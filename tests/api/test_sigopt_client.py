@@ -106,6 +106,18 @@ def test_training_monitor_flow(conn, owner):
     pages = conn.training_runs(run.id).checkpoints().fetch(limit=2)
     assert pages.count == run.checkpoint_count
     assert len(list(pages.iterate_pages())) == run.checkpoint_count
+    # The other list and fetch endpoints the client offers.
+    assert len(list(exp_api.observations().fetch(limit=3).iterate_pages())) == 4
+    assert len(list(exp_api.training_runs().fetch().iterate_pages())) == 3
+    assert len(list(exp_api.suggestions().fetch(state="closed").iterate_pages())) == 4
+    assert exp_api.suggestions().fetch(state="open").count == 0
+    assert exp_api.suggestions(suggestion.id).fetch().state == "closed"
+    assert exp_api.observations(failed.id).fetch().failed is True
+    best = list(exp_api.best_assignments().fetch().iterate_pages())
+    assert best[0].value == pytest.approx(min(observed_values))
+    first_checkpoint = list(pages.iterate_pages())[-1]
+    fetched = exp_api.training_runs(run.id).checkpoints(first_checkpoint.id).fetch()
+    assert fetched.values[0].value == first_checkpoint.values[0].value
 
     # The dashboard sees an ordinary experiment of kind "api" with its trials and charts.
     exp = Experiment.objects.get(pk=int(experiment.id))

@@ -208,22 +208,26 @@
     const data = [
       {
         name: "epoch val loss",
-        x: val.map((r) => r.epoch),
+        x: val.map(epochX),
         y: val.map((r) => r.val),
         type: "scatter",
         mode: "lines+markers",
         line: { color: "#dc2626", width: 2 },
+        customdata: val.map((r) => r.epoch),
+        hovertemplate: "epoch %{customdata}: %{y:.4g}<extra>val loss</extra>",
       },
     ];
     if (scored.length) {
       data.push({
         name: "Early Ranking score",
-        x: scored.map((r) => r.epoch),
+        x: scored.map(epochX),
         y: scored.map((r) => r.score),
         type: "scatter",
         mode: "lines+markers",
         line: { color: "#4f46e5", width: 2, dash: "dot" },
         marker: { symbol: "diamond", size: 7 },
+        customdata: scored.map((r) => r.epoch),
+        hovertemplate: "epoch %{customdata}: %{y:.4g}<extra>Early Ranking score</extra>",
       });
     }
     return {

@@ -62,9 +62,9 @@ def send_event_now(experiment_id: int, event: dict) -> None:
         return
     try:
         async_to_sync(layer.group_send)(events.group_name(experiment_id), event)
-    except Exception:  # a lost hint is recovered by the client's re-sync; never fail the caller
+    except Exception as exc:  # a lost hint is recovered by the client's re-sync; never fail
         log.warning(
-            "could not publish %s to experiment %s", event.get("type"), experiment_id, exc_info=True
+            "could not publish %s to experiment %s: %r", event.get("type"), experiment_id, exc
         )
 
 

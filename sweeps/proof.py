@@ -66,6 +66,21 @@ def _seconds(experiment: Experiment) -> float:
     return (experiment.finished_at - experiment.started_at).total_seconds()
 
 
+def wait_for_ranker(timeout: float, poll: float = 30.0) -> None:
+    """A Fast Sweep needs the Early Ranking model; wait for it to be installed."""
+    from ranking import EarlyRanker
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            EarlyRanker.load()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(poll)
+
+
 def run_sweep(
     project: Project, *, fast: bool, trials: int, parallel: int, seed: int, timeout: float
 ) -> tuple[Experiment, MethodResult]:
@@ -213,6 +228,7 @@ def compare_sweeps(
     full_sweep, full = run_sweep(
         project, fast=False, trials=trials, parallel=parallel, seed=seed, timeout=timeout
     )
+    wait_for_ranker(timeout)
     fast_sweep, fast = run_sweep(
         project, fast=True, trials=trials, parallel=parallel, seed=seed, timeout=timeout
     )

@@ -22,13 +22,14 @@ from datetime import timedelta
 import numpy as np
 import yaml
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
 
 from luminide.models import ComputeNode, Project
 from sweeps import events
 from sweeps.history import (
+    BULK_PARSE_BYTES,
     CHUNK_ROWS,
     HistoryArrays,
     chart_series,
@@ -36,6 +37,7 @@ from sweeps.history import (
     encode_chunk,
     epoch_lengths,
     epoch_summaries,
+    parse_history_bulk,
     read_trial_history,
 )
 from sweeps.models import ACTIVE_STATES, Experiment, HistoryChunk, RunState, Trial, TrialEpoch
@@ -360,8 +362,9 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
 
     Args:
         trial: The trial the rows belong to.
-        source: CSV text (the header line plus new complete lines), or a DataFrame from
-            :func:`ranking.read_history`.
+        source: CSV text or UTF-8 bytes (the header line plus new complete lines), or a
+            DataFrame from :func:`ranking.read_history`. Large inputs (bulk imports) take a
+            vectorised fast path when well-formed, else ``read_history(errors="skip")``.
         line_offset: Data lines of the file before these (so warnings name file lines).
 
     Returns:
@@ -371,10 +374,13 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
     Raises:
         ValueError: The header is unusable (no rows are stored).
     """
-    if isinstance(source, str):
+    if isinstance(source, str | bytes):
         from ranking import read_history
 
-        df = read_history(io.StringIO(source), errors="skip", line_offset=line_offset)
+        df = parse_history_bulk(source) if len(source) >= BULK_PARSE_BYTES else None
+        if df is None:
+            text = source.decode("utf-8", errors="replace") if isinstance(source, bytes) else source
+            df = read_history(io.StringIO(text), errors="skip", line_offset=line_offset)
     else:
         df = source
     result = IngestResult(warnings=list(df.attrs.get("warnings", [])))
@@ -440,7 +446,9 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
         trial.rows_stored = result.cursor
         fields = ["rows_stored", "metadata"]
         if completed:
-            _store_epochs(trial, completed)
+            # The batch holds every row of the completed epochs when it starts before them.
+            own = rows if first_seq == 0 or int(rows.epoch[0]) < min(completed) else None
+            _store_epochs(trial, completed, rows=own)
             fields += ["epochs_done", "best_val_loss", "score"]
         trial.save(update_fields=fields)
         if completed:
@@ -462,29 +470,45 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
 
 
 def _store_chunks(trial: Trial, rows: HistoryArrays) -> None:
-    chunks = []
+    params = []
     for start in range(0, len(rows), CHUNK_ROWS):
         part = rows.slice(slice(start, start + CHUNK_ROWS))
-        chunks.append(
-            HistoryChunk(
-                trial=trial,
-                first_seq=int(part.seq[0]),
-                row_count=len(part),
-                first_epoch=int(part.epoch.min()),
-                last_epoch=int(part.epoch.max()),
-                data=encode_chunk(part),
+        params.append(
+            (
+                trial.pk,
+                int(part.seq[0]),
+                len(part),
+                int(part.epoch.min()),
+                int(part.epoch.max()),
+                encode_chunk(part),
             )
         )
-    HistoryChunk.objects.bulk_create(chunks)
+    # A raw DB-API cursor on Django's connection (same transaction): with DEBUG on, Django's
+    # debug cursor would render every blob as SQL text and keep it in connection.queries
+    # (seconds per million rows, and memory growing in a long-lived worker).
+    table = connection.ops.quote_name(HistoryChunk._meta.db_table)
+    columns = ", ".join(
+        connection.ops.quote_name(c)
+        for c in ("trial_id", "first_seq", "row_count", "first_epoch", "last_epoch", "data")
+    )
+    placeholder = "?" if connection.vendor == "sqlite" else "%s"
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join([placeholder] * 6)})"
+    connection.ensure_connection()
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql, params)
+    finally:
+        cursor.close()
 
 
 def _db_float(v: float) -> float | None:
     return None if math.isnan(v) else v
 
 
-def _store_epochs(trial: Trial, completed: list[int]) -> None:
+def _store_epochs(trial: Trial, completed: list[int], rows: HistoryArrays | None = None) -> None:
     """Per-epoch summaries of ``completed`` epochs; Early Ranking score of the last one."""
-    rows = read_trial_history(trial, min_epoch=min(completed))
+    if rows is None:
+        rows = read_trial_history(trial, min_epoch=min(completed))
     summaries = epoch_summaries(rows, completed)
     now = timezone.now()
     TrialEpoch.objects.bulk_create(

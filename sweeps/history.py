@@ -1,10 +1,9 @@
 """Stored training history: the chunk encoding, reading rows back, and chart data.
 
 Storage: a :class:`~sweeps.models.HistoryChunk` holds consecutive rows of one trial,
-column-wise in one blob (see :func:`encode_chunk`): a 12-byte header, then ``epoch`` and
-``step`` as int64 and ``train_loss``, ``val_loss``, ``epoch_val_loss`` as float64, each
-column contiguous. Decoding is ``numpy.frombuffer`` per column (no copy, no parsing), so
-reading back a million rows takes milliseconds; float64 keeps values exactly as parsed.
+column-wise in one compact blob (see :func:`encode_chunk`). Decoding is
+``numpy.frombuffer`` per column plus a scatter for sparse columns (no parsing), so reading
+back a million rows takes milliseconds; float64 keeps values exactly as parsed.
 
 Chart data are pure functions of arrays (no Plotly, no Django) plus
 :func:`history_payload`, the one JSON document the experiment page and the re-sync endpoint
@@ -26,8 +25,9 @@ CHUNK_ROWS = 65_536
 SMOOTHING_SPAN = 20
 STEP_COLUMNS = ("iter", "sample_count")
 
-_MAGIC = b"LHC1"
+_MAGIC = b"LHC2"
 _HEADER = struct.Struct("<4sIB3x")  # magic, row count, step column (index in STEP_COLUMNS)
+_SECTION = struct.Struct("<BI")  # encoding tag, element count
 _INT_COLS = ("epoch", "step")
 _FLOAT_COLS = ("train_loss", "val_loss", "epoch_val_loss")
 
@@ -116,34 +116,85 @@ class HistoryArrays:
         )
 
 
+def _pack_floats(parts: list[bytes], values: np.ndarray) -> None:
+    present = np.flatnonzero(~np.isnan(values))
+    if len(present) * 12 < len(values) * 8:  # sparse: mostly blank (validation columns)
+        parts.append(_SECTION.pack(1, len(present)))
+        parts.append(present.astype("<u4").tobytes())
+        parts.append(np.ascontiguousarray(values[present], dtype="<f8").tobytes())
+    else:
+        parts.append(_SECTION.pack(0, len(values)))
+        parts.append(np.ascontiguousarray(values, dtype="<f8").tobytes())
+
+
 def encode_chunk(rows: HistoryArrays) -> bytes:
-    """Encode rows as one blob: header + int64 epoch, step + float64 losses, column-wise."""
+    """Encode rows as one blob (little-endian, column after column).
+
+    Header (magic, row count, step column); ``epoch`` run-length encoded (it changes once
+    per epoch); ``step`` as int32 (int64 when out of range); each loss column dense float64,
+    or sparse (uint32 row indices + float64 values) when most cells are blank, as validation
+    columns are. Values round-trip exactly; a 1M-row layout-3 history takes ~13 MB.
+    """
     n = len(rows)
     kind = STEP_COLUMNS.index(rows.step_column)
-    return b"".join(
-        [
-            _HEADER.pack(_MAGIC, n, kind),
-            np.ascontiguousarray(rows.epoch, dtype="<i8").tobytes(),
-            np.ascontiguousarray(rows.step, dtype="<i8").tobytes(),
-            np.ascontiguousarray(rows.train_loss, dtype="<f8").tobytes(),
-            np.ascontiguousarray(rows.val_loss, dtype="<f8").tobytes(),
-            np.ascontiguousarray(rows.epoch_val_loss, dtype="<f8").tobytes(),
-        ]
-    )
+    epoch = np.asarray(rows.epoch, dtype=np.int64)
+    starts = np.flatnonzero(np.diff(epoch, prepend=epoch[:1] - 1)) if n else np.empty(0, np.int64)
+    lengths = np.diff(np.append(starts, n))
+    step = np.asarray(rows.step, dtype=np.int64)
+    wide = n > 0 and (step.min() < -(2**31) or step.max() >= 2**31)
+    parts = [
+        _HEADER.pack(_MAGIC, n, kind),
+        _SECTION.pack(0, len(starts)),
+        epoch[starts].astype("<i8").tobytes(),
+        lengths.astype("<u4").tobytes(),
+        _SECTION.pack(8 if wide else 4, n),
+        step.astype("<i8" if wide else "<i4").tobytes(),
+    ]
+    for values in (rows.train_loss, rows.val_loss, rows.epoch_val_loss):
+        _pack_floats(parts, np.asarray(values, dtype=np.float64))
+    return b"".join(parts)
 
 
 def decode_chunk(blob: bytes | memoryview, first_seq: int = 0) -> HistoryArrays:
-    """Inverse of :func:`encode_chunk` (arrays are read-only views of ``blob``)."""
+    """Inverse of :func:`encode_chunk`."""
     magic, n, kind = _HEADER.unpack_from(blob, 0)
     if magic != _MAGIC:
         raise ValueError(f"not a history chunk (magic {magic!r})")
     off = _HEADER.size
-    cols = []
-    for dtype in ("<i8", "<i8", "<f8", "<f8", "<f8"):
-        cols.append(np.frombuffer(blob, dtype=dtype, count=n, offset=off))
-        off += 8 * n
+
+    def take(dtype: str, count: int) -> np.ndarray:
+        nonlocal off
+        arr = np.frombuffer(blob, dtype=dtype, count=count, offset=off)
+        off += arr.nbytes
+        return arr
+
+    def section() -> tuple[int, int]:
+        nonlocal off
+        tag, count = _SECTION.unpack_from(blob, off)
+        off += _SECTION.size
+        return tag, count
+
+    _, runs = section()
+    values, lengths = take("<i8", runs), take("<u4", runs)
+    epoch = np.repeat(values, lengths.astype(np.int64))
+    width, _ = section()
+    step = take("<i8" if width == 8 else "<i4", n).astype(np.int64)
+    floats = []
+    for _ in range(3):
+        tag, count = section()
+        if tag == 0:
+            floats.append(take("<f8", count))
+        else:
+            col = np.full(n, np.nan)
+            idx = take("<u4", count)
+            col[idx] = take("<f8", count)
+            floats.append(col)
     return HistoryArrays(
-        np.arange(first_seq, first_seq + n, dtype=np.int64), *cols, step_column=STEP_COLUMNS[kind]
+        np.arange(first_seq, first_seq + n, dtype=np.int64),
+        epoch,
+        step,
+        *floats,
+        step_column=STEP_COLUMNS[kind],
     )
 
 
@@ -192,8 +243,11 @@ def epoch_lengths(rows: HistoryArrays) -> dict[int, float]:
     epochs, steps = rows.epoch[body], rows.step[body].astype(np.float64)
     if rows.step_column == "iter":
         steps = steps + 1
-    order = np.argsort(epochs, kind="stable")
-    e_sorted, s_sorted = epochs[order], steps[order]
+    if len(epochs) > 1 and (np.diff(epochs) < 0).any():
+        order = np.argsort(epochs, kind="stable")
+        e_sorted, s_sorted = epochs[order], steps[order]
+    else:
+        e_sorted, s_sorted = epochs, steps
     uniq, start = np.unique(e_sorted, return_index=True)
     maxima = np.maximum.reduceat(s_sorted, start)
     return {int(e): float(m) for e, m in zip(uniq, maxima, strict=True)}
@@ -478,19 +532,144 @@ def epoch_summaries(rows: HistoryArrays, epochs: Iterable[int]) -> dict[int, tup
     Validation loss is the epoch-end ``epoch_val_loss`` when the file has one, else the mean
     of the epoch's validation-minibatch losses. NaN when the epoch has no such values.
     """
+    import pandas as pd
+
+    wanted = list(epochs)
+    if not wanted:
+        return {}
+    if len(rows) and not (np.diff(rows.epoch) < 0).any():
+        return _epoch_summaries_sorted(rows, wanted)
+    sel = np.isin(rows.epoch, wanted)
+    end = rows.end_mask[sel]
+    df = pd.DataFrame(
+        {
+            "epoch": rows.epoch[sel],
+            "train": np.where(end, np.nan, rows.train_loss[sel]),
+            "val": rows.val_loss[sel],
+            "epoch_val": np.where(end, rows.epoch_val_loss[sel], np.nan),
+        }
+    )
+    grouped = df.groupby("epoch", sort=True)
+    train, val, epoch_val = (
+        grouped["train"].mean(),
+        grouped["val"].mean(),
+        grouped["epoch_val"].last(),
+    )
     out: dict[int, tuple[float, float]] = {}
-    end = rows.end_mask
-    for e in epochs:
-        in_e = rows.epoch == e
-        t = rows.train_loss[in_e & ~end]
-        t = t[~np.isnan(t)]
-        ev = rows.epoch_val_loss[in_e & end]
-        ev = ev[~np.isnan(ev)]
-        if len(ev):
-            val = float(ev[-1])
-        else:
-            v = rows.val_loss[in_e]
-            v = v[~np.isnan(v)]
-            val = float(v.mean()) if len(v) else math.nan
-        out[int(e)] = (float(t.mean()) if len(t) else math.nan, val)
+    for e in wanted:
+        if e not in train.index:
+            out[int(e)] = (math.nan, math.nan)
+            continue
+        ev = float(epoch_val[e])
+        out[int(e)] = (float(train[e]), ev if not math.isnan(ev) else float(val[e]))
     return out
+
+
+def _epoch_summaries_sorted(
+    rows: HistoryArrays, wanted: list[int]
+) -> dict[int, tuple[float, float]]:
+    """epoch_summaries for rows in epoch order: one reduceat per column, no pandas."""
+    epoch = rows.epoch
+    starts = np.flatnonzero(np.diff(epoch, prepend=epoch[0] - 1))
+    uniq = epoch[starts]
+    end = rows.end_mask
+
+    def means(values: np.ndarray) -> np.ndarray:
+        present = ~np.isnan(values)
+        total = np.add.reduceat(np.where(present, values, 0.0), starts)
+        count = np.add.reduceat(present, starts, dtype=np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    train = means(np.where(end, np.nan, rows.train_loss))
+    val = means(rows.val_loss)
+    ev_values = np.where(end, rows.epoch_val_loss, np.nan)
+    has_ev = ~np.isnan(ev_values)
+    # The last epoch-end value of each epoch: index of the last present cell per segment.
+    idx = np.where(has_ev, np.arange(len(ev_values)), -1)
+    last = np.maximum.reduceat(idx, starts)
+    epoch_val = np.where(last >= 0, ev_values[np.maximum(last, 0)], np.nan)
+    position = {int(e): i for i, e in enumerate(uniq)}
+    out: dict[int, tuple[float, float]] = {}
+    for e in wanted:
+        i = position.get(int(e))
+        if i is None:
+            out[int(e)] = (math.nan, math.nan)
+        else:
+            v = float(epoch_val[i]) if not math.isnan(epoch_val[i]) else float(val[i])
+            out[int(e)] = (float(train[i]), v)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Bulk parsing
+# ---------------------------------------------------------------------------------------
+
+#: Inputs at least this large go through :func:`parse_history_bulk` first.
+BULK_PARSE_BYTES = 1 << 20
+# Cells read as missing: the same words as ranking.read_history (checked by a parity test).
+_NAN_WORDS = ("", "nan", "NaN", "NAN", "-nan", "NA", "N/A", "null", "NULL", "None")
+
+
+def parse_history_bulk(text: str | bytes):
+    """Fast path for large, well-formed ``history.csv`` text (header + complete lines).
+
+    ``ranking.read_history`` checks the field count of every line in Python, which costs
+    more than parsing itself on a million rows. Here the check is two byte counts in C (see
+    below); the header is validated by ``read_history`` itself and the result has its exact
+    shape and dtypes (a parity test compares the two). Returns None whenever anything is unusual
+    (wrong field counts, blank or CR lines, non-integer epochs/steps, parse errors, a partial
+    last line): the caller then uses ``read_history(errors="skip")``, which names bad lines.
+    """
+    import io
+
+    import pandas as pd
+
+    from ranking import read_history
+
+    raw = text.encode() if isinstance(text, str) else text
+    nl = raw.find(b"\n")
+    if nl < 0 or not raw.endswith(b"\n"):
+        return None
+    header_line = raw[: nl + 1].decode("utf-8", errors="replace")
+    empty = read_history(io.StringIO(header_line))  # header checks, output columns
+    header = [h.strip() for h in header_line.rstrip("\r\n").split(",")]
+    # Field counts without a pass in Python: the C parser below raises on any line with too
+    # many fields, so when the body's comma total is exactly lines x (fields - 1) no line has
+    # too few either (a blank line has none). CR line ends go to the careful path.
+    lines = raw.count(b"\n") - 1
+    if lines < 1 or b"\r" in raw:
+        return None
+    if raw.count(b",") - header_line.count(",") != lines * (len(header) - 1):
+        return None
+    known = [c for c in empty.columns if c in header]
+    names = [h if h in known and header.index(h) == i else f"_c{i}" for i, h in enumerate(header)]
+    try:
+        df = pd.read_csv(
+            io.BytesIO(memoryview(raw)[nl + 1 :]),  # type: ignore[arg-type]
+            header=None,
+            names=names,
+            dtype=dict.fromkeys(known, "float64"),
+            engine="c",
+            keep_default_na=False,
+            na_values=list(_NAN_WORDS),
+            skip_blank_lines=False,
+        )
+    except (ValueError, pd.errors.ParserError):
+        return None
+    if len(df) != lines:
+        return None
+    out = {}
+    for col in empty.columns:
+        if col in df.columns:
+            values = df[col].to_numpy(np.float64)
+        else:
+            values = np.full(len(df), -1.0 if col == "iter" else np.nan)
+        if col in ("epoch", "iter", "sample_count"):
+            if not (np.isfinite(values).all() and (values == np.round(values)).all()):
+                return None
+            values = values.astype(np.int64)
+        out[col] = values
+    result = pd.DataFrame(out, columns=list(empty.columns))
+    result.attrs["warnings"] = []
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import time
@@ -90,10 +91,13 @@ def run_bench(n: int = 2000, epochs: int = 50, model: str | None = None) -> dict
     # and proof that neither torch nor lightgbm gets imported.
     code = (
         "import time,sys; import pandas; t=time.perf_counter(); "
-        "from ranking import EarlyRanker; r=EarlyRanker.load(); "
+        f"from ranking import EarlyRanker; r=EarlyRanker.load({model!r}); "
         "print(time.perf_counter()-t, 'torch' in sys.modules, 'lightgbm' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
     fresh_s, torch_loaded, lgb_loaded = out.stdout.split()
     return {
         "histories": n,

@@ -86,11 +86,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     runs = load_runs(args.corpus, args.work, args.add_runs)
     rows = make_rows(runs)
     print(f"{len(runs)} runs, {len(rows.X)} training rows ({time.time() - t0:.0f}s)")
-    objectives = ["regression", "lambdarank"] if args.objective == "both" else [args.objective]
+    default_obj = str(DEFAULT_PARAMS["objective"])
+    if args.objective == "both":
+        objectives = [default_obj, "lambdarank"]
+    elif args.objective == "default":
+        objectives = [default_obj]
+    else:
+        objectives = [args.objective]
     os.makedirs(args.out, exist_ok=True)
     results = {}
     for obj in objectives:
-        params = {**DEFAULT_PARAMS, "objective": obj}
+        params = dict(DEFAULT_PARAMS) if obj in ("default", default_obj) else {"objective": obj}
         res = evaluate(
             runs,
             lambda p=params: EarlyRanker(**p),  # type: ignore[misc]
@@ -185,7 +191,10 @@ def make_parser() -> argparse.ArgumentParser:
         else:
             t.add_argument("--out", default=_EVAL_DIR, help="folder for README.md and PNGs")
             t.add_argument(
-                "--objective", default="both", choices=["regression", "lambdarank", "both"]
+                "--objective",
+                default="default",
+                choices=["default", "both", "regression", "huber", "quantile", "lambdarank"],
+                help="'default' = the shipped model's settings; 'both' adds lambdarank",
             )
             t.add_argument("--view", default="full", help="history view of held-out runs")
             t.add_argument("--draws", type=int, default=2000, help="simulated sweeps")

@@ -65,3 +65,18 @@ def test_views_and_rows() -> None:
     assert r.X.shape[1] == N_FEATURES
     assert set(r.view) == set(run.views) and set(r.k) == {1, 2, 3, 5}
     assert np.isfinite(r.best).all()
+
+
+def test_user_runs_from_folders(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ranking._dataset import user_runs
+
+    for i, rate in enumerate((0.5, 0.9)):
+        d = tmp_path / "proj" / f"exp{i}"
+        d.mkdir(parents=True)
+        lines = ["epoch,train_loss,val_loss"]
+        lines += [f"{e},{rate**e},{1.1 * rate**e}" for e in range(1, 11)]
+        (d / "history.csv").write_text("\n".join(lines) + "\n")
+    runs = user_runs([str(tmp_path)])
+    assert len(runs) == 2 and {r.task for r in runs} == {"user:proj"}
+    assert all(r.total_epochs == 10 for r in runs)
+    assert sorted(r.outcome["full"] for r in runs)[0] == 1.1 * 0.5**10

@@ -235,6 +235,13 @@ def read_trial_history(
 # ---------------------------------------------------------------------------------------
 
 
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Indices where a new run of equal values starts (values sorted or grouped)."""
+    if len(values) == 0:
+        return np.empty(0, np.int64)
+    return np.flatnonzero(np.diff(values, prepend=values[0] - 1))
+
+
 def epoch_lengths(rows: HistoryArrays) -> dict[int, float]:
     """Steps in each epoch: max ``iter`` + 1, or max ``sample_count``, over its rows."""
     body = ~rows.end_mask
@@ -248,7 +255,8 @@ def epoch_lengths(rows: HistoryArrays) -> dict[int, float]:
         e_sorted, s_sorted = epochs[order], steps[order]
     else:
         e_sorted, s_sorted = epochs, steps
-    uniq, start = np.unique(e_sorted, return_index=True)
+    start = _run_starts(e_sorted)
+    uniq = e_sorted[start]
     maxima = np.maximum.reduceat(s_sorted, start)
     return {int(e): float(m) for e, m in zip(uniq, maxima, strict=True)}
 
@@ -285,8 +293,13 @@ def fractional_epoch(
             known[e] = max(known[e], known[ordered[i - 1]])
     k = (rows.epoch - e0).astype(np.float64)
     steps = rows.step.astype(np.float64) + (1.0 if rows.step_column == "iter" else 0.0)
-    uniq, inverse = np.unique(rows.epoch, return_inverse=True)
-    length = np.array([known.get(int(e), 0.0) for e in uniq])[inverse]
+    if len(rows) > 1 and (np.diff(rows.epoch) < 0).any():
+        uniq, inverse = np.unique(rows.epoch, return_inverse=True)
+        length = np.array([known.get(int(e), 0.0) for e in uniq])[inverse]
+    else:  # rows in epoch order (the usual case): no sort
+        start = _run_starts(rows.epoch)
+        counts = np.diff(np.append(start, len(rows)))
+        length = np.repeat([known.get(int(e), 0.0) for e in rows.epoch[start]], counts)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(length > 0, np.clip(steps / length, 0.0, 1.0), 1.0)
     frac = np.where(rows.end_mask, 1.0, frac)
@@ -345,14 +358,26 @@ def mean_downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.n
     return np.add.reduceat(x, starts) / counts, np.add.reduceat(y, starts) / counts
 
 
-def _num(v: float) -> float | None:
-    if not math.isfinite(v):
-        return None
-    return float(f"{v:.7g}")
+def _round_sig(y: np.ndarray, digits: int = 7) -> list:
+    """Values rounded to ``digits`` significant digits (short JSON); None where not finite."""
+    y = np.asarray(y, dtype=np.float64)
+    finite = np.isfinite(y)
+    out = np.zeros_like(y)
+    if finite.any():
+        v = y[finite]
+        with np.errstate(divide="ignore"):
+            mag = np.floor(np.log10(np.abs(v), where=v != 0, out=np.zeros_like(v)))
+        scale = 10.0 ** (digits - 1 - mag)
+        out[finite] = np.round(v * scale) / scale
+    values = out.tolist()
+    if not finite.all():
+        for i in np.flatnonzero(~finite).tolist():
+            values[i] = None
+    return values
 
 
 def _series(x: np.ndarray, y: np.ndarray) -> dict[str, list]:
-    return {"x": [round(float(v), 5) for v in x], "y": [_num(float(v)) for v in y]}
+    return {"x": np.round(np.asarray(x, dtype=np.float64), 5).tolist(), "y": _round_sig(y)}
 
 
 def nonfinite_label(v: float) -> str:

@@ -200,7 +200,7 @@ class Command(BaseCommand):
             pandas_times.append(time.perf_counter() - t)
             trial = self._new_trial(project)
             t = time.perf_counter()
-            result = do_ingest_history(trial, path.read_text())
+            result = do_ingest_history(trial, path.read_bytes())
             ingest_times.append(time.perf_counter() - t)
             assert result.rows == rows, result
         best_pd, best_ingest = min(pandas_times), min(ingest_times)

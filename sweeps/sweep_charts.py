@@ -27,6 +27,8 @@ ACTIVE_STATES = frozenset({"queued", "running"})
 CURVE_POINT_BUDGET = 30_000
 #: ... but never fewer than this many points per trial.
 MIN_CURVE_POINTS = 8
+#: Lines of the parallel-coordinates chart at most: the best trials.
+PARCOORDS_MAX_LINES = 200
 #: Significant digits kept for curve values (a chart cannot show more).
 CURVE_DIGITS = 5
 
@@ -249,7 +251,10 @@ def _json_list(x) -> list:
 
 
 def parallel_coordinates(
-    trials: Sequence[TrialPoint], params: Sequence[Mapping[str, Any]], objective: str
+    trials: Sequence[TrialPoint],
+    params: Sequence[Mapping[str, Any]],
+    objective: str,
+    max_lines: int = PARCOORDS_MAX_LINES,
 ) -> dict:
     """Dimensions of a parallel-coordinates chart: one per parameter, then the objective.
 
@@ -261,9 +266,14 @@ def parallel_coordinates(
         trials: All trials.
         params: The search space, as from :func:`param_specs`.
         objective: Label of the objective axis.
+        max_lines: Only the best this many trials are lines (``total`` says how many
+            could be): a thousand lines are a hairball, and slow to draw.
     """
-    done = [t for t in sorted(trials, key=lambda t: t.number) if t.state == "complete"]
-    done = [t for t in done if is_finite(t.value)]
+    done = [t for t in trials if t.state == "complete" and is_finite(t.value)]
+    total = len(done)
+    if total > max_lines:
+        done = sorted(done, key=lambda t: (t.value, t.number))[:max_lines]
+    done.sort(key=lambda t: t.number)
     dims = []
     for spec in params:
         name = spec["name"]
@@ -302,7 +312,12 @@ def parallel_coordinates(
             )
     values = [t.value for t in done]
     dims.append({"label": objective, "values": [json_float(v) for v in values]})
-    return {"numbers": [t.number for t in done], "dimensions": dims, "color": dims[-1]["values"]}
+    return {
+        "numbers": [t.number for t in done],
+        "total": total,
+        "dimensions": dims,
+        "color": dims[-1]["values"],
+    }
 
 
 def _label(v: Any) -> str:

@@ -37,6 +37,7 @@
     page: 0,
     drawPending: false,
     socket: null,
+    timings: { fetchMs: null, drawMs: null }, // last re-sync and redraw, for tests and the console
   };
 
   const num = C.num;
@@ -275,31 +276,63 @@
     el.append(div);
   }
 
+  const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
+
+  /** Redraw: the table first, then one chart per frame, so a big sweep never freezes the
+   *  page; a newer redraw makes an older one stop. */
   function draw() {
     if (state.drawPending) return;
     state.drawPending = true;
-    requestAnimationFrame(() => {
+    requestAnimationFrame(async () => {
       state.drawPending = false;
       const s = state.summary;
       if (!s) return;
-      const hist = document.getElementById("chart-history");
-      if (s.history.x.length) C.draw(hist, historyFigure(s));
-      hist.dataset.points = String(s.history.x.length);
-
-      const curvesEl = document.getElementById("chart-curves");
-      const cf = curvesFigure(s, "val", "epoch val loss");
-      if (cf.plotted) C.draw(curvesEl, cf);
-      curvesEl.dataset.trials = String(cf.plotted);
-
-      const scoreEl = document.getElementById("chart-score");
-      const sf = curvesFigure(s, "score", "Early Ranking score");
-      if (sf.plotted) C.draw(scoreEl, sf);
-      scoreEl.dataset.trials = String(sf.plotted);
-
-      const pcEl = document.getElementById("chart-parcoords");
-      if (s.parcoords.numbers.length) C.draw(pcEl, parcoordsFigure(s));
-      pcEl.dataset.lines = String(s.parcoords.numbers.length);
+      const generation = (state.drawGeneration = (state.drawGeneration || 0) + 1);
+      const t0 = performance.now();
+      let t = t0;
+      const lap = (name) => {
+        const now = performance.now();
+        state.timings[name] = Math.round(now - t);
+        t = now;
+      };
       renderTable();
+      lap("table");
+      const steps = [
+        () => {
+          const el = document.getElementById("chart-history");
+          if (s.history.x.length) C.draw(el, historyFigure(s));
+          el.dataset.points = String(s.history.x.length);
+          lap("history");
+        },
+        () => {
+          const el = document.getElementById("chart-curves");
+          const fig = curvesFigure(s, "val", "epoch val loss");
+          if (fig.plotted) C.draw(el, fig);
+          el.dataset.trials = String(fig.plotted);
+          lap("curves");
+        },
+        () => {
+          const el = document.getElementById("chart-score");
+          const fig = curvesFigure(s, "score", "Early Ranking score");
+          if (fig.plotted) C.draw(el, fig);
+          el.dataset.trials = String(fig.plotted);
+          lap("score");
+        },
+        () => {
+          const el = document.getElementById("chart-parcoords");
+          const pc = s.parcoords;
+          if (pc.numbers.length) C.draw(el, parcoordsFigure(s));
+          el.dataset.lines = String(pc.numbers.length);
+          setText("parcoords-note", pc.total > pc.numbers.length ? "best " + pc.numbers.length + " of " + pc.total + " trials · " : "");
+          lap("parcoords");
+        },
+      ];
+      for (const step of steps) {
+        await nextFrame();
+        if (generation !== state.drawGeneration) return;
+        step();
+      }
+      state.timings.drawMs = Math.round(performance.now() - t0);
     });
   }
 
@@ -559,6 +592,7 @@
           const dirty = [...state.dirty];
           state.dirty.clear();
           let data = await fetchData(wantFull ? null : dirty);
+          state.timings.fetchMs = Math.round(performance.now() - t0);
           apply(data, wantFull);
           const behind = stale(data);
           if (behind.length) {
@@ -582,7 +616,7 @@
   /** Throttled: a burst of events costs one request; big sweeps wait longer between. */
   function scheduleSync() {
     if (state.timer) return;
-    const delay = Math.max(250, Math.min(5000, 2 * state.lastMs));
+    const delay = Math.max(250, Math.min(5000, 2 * (state.lastMs + (state.timings.drawMs || 0))));
     state.timer = setTimeout(() => {
       state.timer = null;
       sync(false);

@@ -160,6 +160,15 @@ def test_param_specs_and_parallel_coordinates():
     strict_json(pc)
 
 
+def test_parallel_coordinates_keeps_the_best_lines():
+    trials = [TrialPoint(k, "complete", value=(k * 7) % 10, params={"x": k}) for k in range(10)]
+    specs = [{"name": "x", "type": "int", "low": 0, "high": 9, "log": False, "step": 1}]
+    pc = sc.parallel_coordinates(trials, specs, "loss", max_lines=3)
+    assert pc["total"] == 10
+    assert pc["numbers"] == [0, 3, 6]  # the three lowest values, in trial order
+    assert pc["color"] == [0, 1, 2] and pc["dimensions"][0]["values"] == [0.0, 3.0, 6.0]
+
+
 def test_counts(trials):
     assert sc.counts(trials) == {
         "complete": 5,

@@ -218,6 +218,14 @@ def _on_sigterm(signum, frame) -> None:
     _interrupted.set()
 
 
+def _in_pool_child() -> bool:
+    try:
+        from billiard.process import current_process
+    except ImportError:
+        return False
+    return current_process().name != "MainProcess"
+
+
 def run_trial(trial_id: int, *, hostname: str = "", task_id: str = "") -> str | None:
     """Claim and run one trial to a finished state; returns that state (None: not claimed).
 
@@ -248,10 +256,12 @@ def run_trial(trial_id: int, *, hostname: str = "", task_id: str = "") -> str | 
         actions.do_release_node(trial.node_id)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-            if _interrupted.is_set():
+            if _interrupted.is_set() and not _in_pool_child():
+                # Solo pool / plain process: let the worker's own handler shut it down. A
+                # prefork child just returns; its parent is already shutting down.
                 os.kill(os.getpid(), signal.SIGTERM)
-    trial.refresh_from_db()
-    return trial.state
+    # None when the experiment was deleted while it ran.
+    return Trial.objects.filter(pk=trial.pk).values_list("state", flat=True).first()
 
 
 def _run_claimed(trial: Trial) -> None:
@@ -358,6 +368,9 @@ def _finish(
         }[stopped_for]
         actions.do_finish_trial(trial, RunState.FAILED, reason=reason, from_states=RUNNING_ONLY)
         logw.note(reason)
+        return
+    if stopped_for == "deleted":
+        logw.note("the experiment was deleted; training stopped")
         return
     if stopped_for:
         trial.refresh_from_db()

@@ -212,6 +212,34 @@ def do_cancel_experiment(experiment: Experiment, user=None) -> bool:
     return bool(changed)
 
 
+def do_update_experiment_description(experiment: Experiment, description: str) -> None:
+    """Set the free-text description shown in the experiment list (at most 500 characters)."""
+    with transaction.atomic():
+        experiment.description = description.strip()[:500]
+        experiment.save(update_fields=["description"])
+        _emit_experiment(experiment)
+
+
+def do_delete_experiment(experiment: Experiment) -> None:
+    """Delete an experiment: cancel it if active, then its rows, Optuna study and outputs.
+
+    A runner whose trial row disappears stops its process within a second (it checks the
+    trial's state) and finishes quietly.
+    """
+    import shutil
+
+    from sweeps import studies
+
+    do_cancel_experiment(experiment)
+    study = (experiment.spec or {}).get("study")
+    output = experiment.output_dir
+    experiment.delete()
+    if study:
+        studies.delete_study(study)
+    if output.is_dir() and not output.is_symlink():
+        shutil.rmtree(output, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------
 # Trials
 # ---------------------------------------------------------------------------------------

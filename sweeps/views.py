@@ -23,6 +23,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from luminide import files
 from luminide.models import Project
+from sweeps.actions import (
+    do_cancel_experiment,
+    do_delete_experiment,
+    do_start_experiment,
+    do_update_experiment_description,
+)
 from sweeps.models import ACTIVE_STATES, Experiment, Trial
 
 MAX_DIFF_FILE_BYTES = 512 * 1024
@@ -71,8 +77,6 @@ def _experiments_for_list(queryset):
 @require_POST
 def experiment_start(request: HttpRequest, slug: str) -> HttpResponse:
     """The Train button: start a training (``fast.sh`` when Fast Training is ticked)."""
-    from sweeps.actions import do_start_experiment
-
     project = _get_project_for_user(request, slug)
     fast = request.POST.get("fast") in ("on", "1", "true")
     description = request.POST.get("description", "").strip()[:500]
@@ -88,8 +92,6 @@ def experiment_start(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def experiment_cancel(request: HttpRequest, slug: str, number: int) -> HttpResponse:
-    from sweeps.actions import do_cancel_experiment
-
     project = _get_project_for_user(request, slug)
     experiment = _get_experiment_for_user(request, project, number)
     if experiment.state in ACTIVE_STATES:
@@ -366,16 +368,7 @@ def _iso(value):
 def experiment_description(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     project = _get_project_for_user(request, slug)
     experiment = _get_experiment_for_user(request, project, number)
-    description = request.POST.get("description", "").strip()[:500]
-    try:
-        from sweeps.actions import do_update_experiment_description as update
-    except ImportError:
-        update = None
-    if update is not None:
-        update(experiment, description)
-    else:
-        experiment.description = description
-        experiment.save(update_fields=["description"])
+    do_update_experiment_description(experiment, request.POST.get("description", ""))
     messages.success(request, f"Description of {experiment.name} saved.")
     return redirect(_next_url(request, experiment))
 
@@ -387,21 +380,7 @@ def experiment_delete(request: HttpRequest, slug: str, number: int) -> HttpRespo
     project = _get_project_for_user(request, slug)
     experiment = _get_experiment_for_user(request, project, number)
     name = experiment.name
-    try:
-        from sweeps.actions import do_delete_experiment
-    except ImportError:
-        do_delete_experiment = None
-    if do_delete_experiment is not None:
-        do_delete_experiment(experiment)
-    else:
-        if experiment.state in ACTIVE_STATES:
-            from sweeps.actions import do_cancel_experiment
-
-            do_cancel_experiment(experiment)
-        output = experiment.output_dir
-        experiment.delete()
-        if output.is_dir() and not output.is_symlink():
-            shutil.rmtree(output, ignore_errors=True)
+    do_delete_experiment(experiment)
     messages.info(request, f"{name} deleted.")
     return redirect("experiment_list", slug=project.slug)
 

@@ -213,3 +213,16 @@ def test_stop_resume_and_add_trials(project):
     exp.refresh_from_db()
     assert exp.state == RunState.RUNNING and exp.spec["n_trials"] == 3
     assert len(queued(exp)) == 1
+
+
+@pytest.mark.django_db
+def test_deleting_a_sweep_removes_its_study_and_outputs(project):
+    exp = do_start_sweep(project, None, n_trials=2, parallel=1, seed=0)
+    study_name, output = exp.spec["study"], exp.output_dir
+    assert output.is_dir()
+    actions.do_delete_experiment(exp)
+    assert not Experiment.objects.filter(pk=exp.pk).exists()
+    assert not Trial.objects.filter(experiment_id=exp.pk).exists()
+    assert not output.exists()
+    with pytest.raises(KeyError):
+        studies.load_study(study_name)

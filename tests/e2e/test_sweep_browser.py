@@ -168,7 +168,7 @@ def test_sweep_page_with_1000_trials_stays_usable(app: Page, luminide_stack, scr
     )
     number = int(out.split("EXP")[1])
     page_url = f"{luminide_stack.url}/projects/demo/experiments/{number}/"
-    app.goto(page_url)
+    app.goto(luminide_stack.url + "/projects/")
     if "/login/" in app.url:
         login(app, luminide_stack.url)
     t0 = time.monotonic()

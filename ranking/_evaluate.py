@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ranking._dataset import Rows, RunData, cut, make_rows, prefix_epochs
-from ranking._features import Prefix
+from ranking._features import Prefix, features
 
 __all__ = ["EVAL_FRACTIONS", "baseline_scores", "evaluate", "sweep_metrics"]
 
 EVAL_FRACTIONS = (0.05, 0.06, 0.10, 0.20, 0.33)
-METHODS = ("ranker", "last", "best_so_far", "power_law")
+METHODS = ("ranker", "ranker_no_total", "last", "best_so_far", "power_law")
 REGRET_CAP = 10.0
 
 
@@ -167,16 +167,17 @@ def evaluate(
         for f in fractions:
             per: dict[str, list[float]] = {m: [] for m in METHODS}
             truth: list[float] = []
-            Xs, bs = [], []
-            from ranking._features import features
-
+            Xs, X0s, bs = [], [], []
+            nanrow = np.full(train_rows.X.shape[1], np.nan)
             for r in test:
                 k = prefix_epochs(r.total_epochs, f)
                 q = cut(r.views[view], k)
-                x, b, _ = (
-                    features(q, float(r.total_epochs)) if len(q.epoch) else (None, math.inf, True)
-                )
-                Xs.append(x if x is not None else np.full(train_rows.X.shape[1], np.nan))
+                x, b, x0 = None, math.inf, None
+                if len(q.epoch):
+                    x, b, _ = features(q, float(r.total_epochs))
+                    x0 = features(q, None)[0]
+                Xs.append(x if x is not None else nanrow)
+                X0s.append(x0 if x0 is not None else nanrow)
                 bs.append(b)
                 base = (
                     baseline_scores(q, r.total_epochs)
@@ -186,8 +187,9 @@ def evaluate(
                 for m in ("last", "best_so_far", "power_law"):
                     per[m].append(base[m])
                 truth.append(r.outcome[view])
-            sc = ranker.predict_features(np.vstack(Xs), np.asarray(bs))  # type: ignore[attr-defined]
-            per["ranker"] = list(sc)
+            pred = ranker.predict_features  # type: ignore[attr-defined]
+            per["ranker"] = list(pred(np.vstack(Xs), np.asarray(bs)))
+            per["ranker_no_total"] = list(pred(np.vstack(X0s), np.asarray(bs)))
             t = np.asarray(truth)
             for m in METHODS:
                 s = np.asarray(per[m], dtype=np.float64)

@@ -28,9 +28,11 @@ class EarlyRanker:
     """Predicts a run's best final validation loss from the first epochs of its history.
 
     The model is a LightGBM booster on scale-free features of the history prefix (see
-    :mod:`ranking._features`). With ``objective="regression"`` it predicts
+    :mod:`ranking._features`). With a regression objective it predicts
     ``log(final_best / best_so_far)`` and the score is ``best_so_far * exp(prediction)``, in
-    the run's own units. With ``objective="lambdarank"`` the same quantity is learned with a
+    the run's own units. The default, a 0.9 quantile of that log ratio, is deliberately
+    cautious about predicted improvements: in the evaluation it ranked better than the mean
+    (L2) or Huber fits, which were fooled by noisy, flat runs. With ``objective="lambdarank"`` the same quantity is learned with a
     LambdaRank loss over groups of runs of one task (``log(best_so_far)`` as the initial
     score), which only promises the order.
 
@@ -56,7 +58,7 @@ class EarlyRanker:
     def __init__(
         self,
         *,
-        objective: str = "regression",
+        objective: str = "quantile",
         n_estimators: int = 300,
         learning_rate: float = 0.05,
         num_leaves: int = 31,
@@ -65,7 +67,7 @@ class EarlyRanker:
         subsample: float = 0.8,
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
-        alpha: float = 0.5,
+        alpha: float = 0.9,
         random_state: int = 0,
     ) -> None:
         self.objective = objective

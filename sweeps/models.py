@@ -34,9 +34,7 @@ class ExperimentQuerySet(models.QuerySet["Experiment"]):
     def for_user(self, user) -> ExperimentQuerySet:
         if not user.is_authenticated:
             return self.none()
-        return self.filter(
-            Q(project__owner=user) | Q(project__collaborators=user)
-        ).distinct()
+        return self.filter(Q(project__owner=user) | Q(project__collaborators=user)).distinct()
 
 
 class Experiment(models.Model):

@@ -7,132 +7,280 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('luminide', '0001_initial'),
+        ("luminide", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Experiment',
+            name="Experiment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField(help_text='N of the output folder expN')),
-                ('kind', models.CharField(choices=[('train', 'Training'), ('fast_train', 'Fast Training'), ('sweep', 'Sweep'), ('fast_sweep', 'Fast Sweep'), ('api', 'API')], default='train', max_length=16)),
-                ('description', models.CharField(blank=True, max_length=500)),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('complete', 'Complete'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('pruned', 'Pruned')], default='queued', max_length=16)),
-                ('failure_reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('spec', models.JSONField(blank=True, default=dict)),
-                ('best_value', models.FloatField(blank=True, help_text='Best val loss / objective', null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='experiments', to='luminide.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField(help_text="N of the output folder expN")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("train", "Training"),
+                            ("fast_train", "Fast Training"),
+                            ("sweep", "Sweep"),
+                            ("fast_sweep", "Fast Sweep"),
+                            ("api", "API"),
+                        ],
+                        default="train",
+                        max_length=16,
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=500)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("complete", "Complete"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("pruned", "Pruned"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("failure_reason", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("spec", models.JSONField(blank=True, default=dict)),
+                (
+                    "best_value",
+                    models.FloatField(blank=True, help_text="Best val loss / objective", null=True),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="experiments",
+                        to="luminide.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project', '-number'],
+                "ordering": ["project", "-number"],
             },
         ),
         migrations.CreateModel(
-            name='Trial',
+            name="Trial",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField(default=0)),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('complete', 'Complete'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('pruned', 'Pruned')], default='queued', max_length=16)),
-                ('failure_reason', models.TextField(blank=True)),
-                ('params', models.JSONField(blank=True, default=dict, help_text='Sampled hyperparameters')),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('value', models.FloatField(blank=True, null=True)),
-                ('best_val_loss', models.FloatField(blank=True, null=True)),
-                ('score', models.FloatField(blank=True, help_text='Latest Early Ranking score', null=True)),
-                ('epochs_done', models.PositiveIntegerField(default=0)),
-                ('rows_stored', models.PositiveBigIntegerField(default=0, help_text='History cursor')),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('task_id', models.CharField(blank=True, max_length=64)),
-                ('pid', models.IntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='trials', to='sweeps.experiment')),
-                ('node', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='trials', to='luminide.computenode')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField(default=0)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("complete", "Complete"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("pruned", "Pruned"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("failure_reason", models.TextField(blank=True)),
+                (
+                    "params",
+                    models.JSONField(blank=True, default=dict, help_text="Sampled hyperparameters"),
+                ),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("value", models.FloatField(blank=True, null=True)),
+                ("best_val_loss", models.FloatField(blank=True, null=True)),
+                (
+                    "score",
+                    models.FloatField(
+                        blank=True, help_text="Latest Early Ranking score", null=True
+                    ),
+                ),
+                ("epochs_done", models.PositiveIntegerField(default=0)),
+                (
+                    "rows_stored",
+                    models.PositiveBigIntegerField(default=0, help_text="History cursor"),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("task_id", models.CharField(blank=True, max_length=64)),
+                ("pid", models.IntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="trials",
+                        to="sweeps.experiment",
+                    ),
+                ),
+                (
+                    "node",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="trials",
+                        to="luminide.computenode",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['experiment', 'number'],
+                "ordering": ["experiment", "number"],
             },
         ),
         migrations.CreateModel(
-            name='HistoryChunk',
+            name="HistoryChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('first_seq', models.PositiveBigIntegerField()),
-                ('row_count', models.PositiveIntegerField()),
-                ('first_epoch', models.IntegerField()),
-                ('last_epoch', models.IntegerField()),
-                ('data', models.BinaryField()),
-                ('trial', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='history_chunks', to='sweeps.trial')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("first_seq", models.PositiveBigIntegerField()),
+                ("row_count", models.PositiveIntegerField()),
+                ("first_epoch", models.IntegerField()),
+                ("last_epoch", models.IntegerField()),
+                ("data", models.BinaryField()),
+                (
+                    "trial",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="history_chunks",
+                        to="sweeps.trial",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['trial', 'first_seq'],
+                "ordering": ["trial", "first_seq"],
             },
         ),
         migrations.CreateModel(
-            name='Checkpoint',
+            name="Checkpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('values', models.JSONField(default=list)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('should_stop', models.BooleanField(default=False)),
-                ('stopping_reasons', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('trial', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='checkpoints', to='sweeps.trial')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.PositiveIntegerField()),
+                ("values", models.JSONField(default=list)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("should_stop", models.BooleanField(default=False)),
+                ("stopping_reasons", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "trial",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="checkpoints",
+                        to="sweeps.trial",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['trial', 'seq'],
+                "ordering": ["trial", "seq"],
             },
         ),
         migrations.CreateModel(
-            name='TrialEpoch',
+            name="TrialEpoch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('epoch', models.IntegerField()),
-                ('train_loss', models.FloatField(blank=True, null=True)),
-                ('val_loss', models.FloatField(blank=True, help_text='Epoch validation loss', null=True)),
-                ('score', models.FloatField(blank=True, help_text='Early Ranking score', null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('trial', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='epochs', to='sweeps.trial')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("epoch", models.IntegerField()),
+                ("train_loss", models.FloatField(blank=True, null=True)),
+                (
+                    "val_loss",
+                    models.FloatField(blank=True, help_text="Epoch validation loss", null=True),
+                ),
+                (
+                    "score",
+                    models.FloatField(blank=True, help_text="Early Ranking score", null=True),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "trial",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="epochs",
+                        to="sweeps.trial",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['trial', 'epoch'],
+                "ordering": ["trial", "epoch"],
             },
         ),
         migrations.AddConstraint(
-            model_name='experiment',
-            constraint=models.UniqueConstraint(fields=('project', 'number'), name='unique_exp_number'),
+            model_name="experiment",
+            constraint=models.UniqueConstraint(
+                fields=("project", "number"), name="unique_exp_number"
+            ),
         ),
         migrations.AddIndex(
-            model_name='trial',
-            index=models.Index(fields=['state'], name='sweeps_tria_state_610c39_idx'),
+            model_name="trial",
+            index=models.Index(fields=["state"], name="sweeps_tria_state_610c39_idx"),
         ),
         migrations.AddConstraint(
-            model_name='trial',
-            constraint=models.UniqueConstraint(fields=('experiment', 'number'), name='unique_trial_number'),
+            model_name="trial",
+            constraint=models.UniqueConstraint(
+                fields=("experiment", "number"), name="unique_trial_number"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='historychunk',
-            constraint=models.UniqueConstraint(fields=('trial', 'first_seq'), name='unique_chunk_start'),
+            model_name="historychunk",
+            constraint=models.UniqueConstraint(
+                fields=("trial", "first_seq"), name="unique_chunk_start"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='checkpoint',
-            constraint=models.UniqueConstraint(fields=('trial', 'seq'), name='unique_checkpoint_seq'),
+            model_name="checkpoint",
+            constraint=models.UniqueConstraint(
+                fields=("trial", "seq"), name="unique_checkpoint_seq"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='trialepoch',
-            constraint=models.UniqueConstraint(fields=('trial', 'epoch'), name='unique_trial_epoch'),
+            model_name="trialepoch",
+            constraint=models.UniqueConstraint(
+                fields=("trial", "epoch"), name="unique_trial_epoch"
+            ),
         ),
     ]

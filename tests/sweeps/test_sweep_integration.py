@@ -42,9 +42,7 @@ def test_two_workers_run_trials_in_parallel(project, celery_worker, start_worker
     wait_for(lambda: sweep_done(exp), 240, "the sweep to finish")
     assert exp.state == RunState.COMPLETE, exp.failure_reason
     trials = list(exp.trials.order_by("number"))
-    assert [t.state for t in trials] == [RunState.COMPLETE] * 4, [
-        t.failure_reason for t in trials
-    ]
+    assert [t.state for t in trials] == [RunState.COMPLETE] * 4, [t.failure_reason for t in trials]
     # Two trials ran at the same time, on two different workers.
     overlapping = [
         (a, b)

@@ -479,9 +479,10 @@ def history_payload(trial, after: int | None = None, max_points: int = 4000) -> 
         None.
     """
     start = after or 0
-    meta = trial.metadata or {}
+    # Ingestion keeps the chart state under metadata["history"] (see do_ingest_history).
+    meta = (trial.metadata or {}).get("history") or {}
     first_epoch = meta.get("first_epoch")
-    lengths = None
+    lengths = {int(e): float(n) for e, n in meta.get("epoch_lengths", {}).items()}
     seed = None
     warm = 0
     if start:
@@ -490,7 +491,8 @@ def history_payload(trial, after: int | None = None, max_points: int = 4000) -> 
     rows = read_trial_history(trial, after=start - warm if start else None)
     if warm:
         older, rows = rows.slice(slice(None, warm)), rows.slice(slice(warm, None))
-        lengths = epoch_lengths(older)
+        for e, n in epoch_lengths(older).items():
+            lengths[e] = max(n, lengths.get(e, 0.0))
         t = older.train_loss[~older.end_mask]
         t = t[np.isfinite(t)]
         seed = float(ema(t)[-1]) if len(t) else None

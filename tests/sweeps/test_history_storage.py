@@ -138,6 +138,25 @@ def test_history_payload_full_and_delta(project):
 
 
 @pytest.mark.django_db
+def test_delta_of_later_epochs_keeps_their_place_on_the_x_axis(project):
+    """A re-sync from a cursor (or a live batch) of epochs 5-6 is drawn at x in (5, 7],
+    exactly where a full reload draws it, not back at the start of the chart."""
+    lines = layout3_rows(7, 20).splitlines(keepends=True)
+    first, rest = "".join(lines[: 5 * 21]), "".join(lines[5 * 21 :])
+    trial = factories.make_experiment(project).trials.get()
+    do_ingest_history(trial, LAYOUT3_HEADER + first)
+    result = do_ingest_history(trial, LAYOUT3_HEADER + rest, line_offset=5 * 21)
+    trial.refresh_from_db()
+    delta = history_payload(trial, after=5 * 21)
+    full = history_payload(trial)
+    xs = delta["series"]["train"]["x"]
+    assert min(xs) > 5.0 and max(xs) <= 7.0
+    assert xs == full["series"]["train"]["x"][-len(xs) :]
+    assert delta["series"]["epoch_val"]["x"] == [6.0, 7.0]
+    assert result.completed_epochs == [5, 6]
+
+
+@pytest.mark.django_db
 def test_history_payload_downsamples_long_histories(project):
     trial = factories.make_experiment(project).trials.get()
     text = LAYOUT3_HEADER + layout3_rows(2, 20_000, val_every=3)

@@ -207,6 +207,10 @@ def sweep_summary(experiment: Experiment) -> dict:
     """Everything of the page but the learning curves (one query over the trials)."""
     points = _points(experiment)
     ranks = sweep_charts.rank_trials(points)
+    try:
+        tuned_mtime: float | None = (experiment.output_dir / TUNED_CONFIG).stat().st_mtime
+    except OSError:
+        tuned_mtime = None
     specs = _param_specs(experiment)
     spec = experiment.spec or {}
     objective = objective_label(experiment)
@@ -225,7 +229,10 @@ def sweep_summary(experiment: Experiment) -> dict:
             "objective": objective,
             "started_at": _iso(experiment.started_at),
             "finished_at": _iso(experiment.finished_at),
-            "has_tuned": (experiment.output_dir / TUNED_CONFIG).is_file(),
+            "has_tuned": tuned_mtime is not None,
+            # Changes whenever config-tuned.yaml is rewritten (a new best): the page then
+            # re-renders its tuned config card.
+            "tuned_mtime": tuned_mtime,
         },
         "params": specs,
         "trials": sweep_charts.trial_rows(points, ranks),

@@ -136,6 +136,7 @@
     }
     const perTrial = total <= PER_TRIAL_TRACES;
     let plotted = 0;
+    let running = 0;
     for (const r of rows) {
       const curve = state.curves.get(r.number);
       if (!curve || !curve.epoch.length) continue;
@@ -167,6 +168,7 @@
         g.text.push("trial " + r.number + (r.rank ? " · #" + r.rank : " · " + r.state));
       }
       plotted++;
+      if (r.state === "running") running++;
     }
     // Grey first (underneath), then worst to best, best last (on top); running on top.
     const traces = [...groups.values()]
@@ -197,6 +199,7 @@
     const logY = lo > 0 && hi / lo > 20;
     return {
       plotted: plotted,
+      running: running,
       data: traces,
       layout: layout({
         uirevision: "curves-" + field,
@@ -309,6 +312,7 @@
           const fig = curvesFigure(s, "val", "epoch val loss");
           if (fig.plotted) C.draw(el, fig);
           el.dataset.trials = String(fig.plotted);
+          el.dataset.running = String(fig.running);
           lap("curves");
         },
         () => {
@@ -526,7 +530,7 @@
     if (previous && previous !== expState && ACTIVE.has(previous) !== ACTIVE.has(expState)) refreshFragments();
   }
 
-  let hadTuned = null;
+  let tunedStamp; // config-tuned.yaml's mtime the page shows (undefined: not known yet)
   /** Re-render the server-side parts (buttons, tuned config) after a state change. */
   async function refreshFragments() {
     try {
@@ -561,8 +565,9 @@
     state.summary = data;
     setExpState(data.experiment.state, data.experiment.failure_reason);
     updateStats(data);
-    if (hadTuned !== null && hadTuned !== data.experiment.has_tuned) refreshFragments();
-    hadTuned = data.experiment.has_tuned;
+    const stamp = data.experiment.tuned_mtime;
+    if (tunedStamp !== undefined && tunedStamp !== stamp) refreshFragments();
+    tunedStamp = stamp;
     maybeImportance(data);
     draw();
   }

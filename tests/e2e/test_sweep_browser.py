@@ -108,24 +108,25 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     rows = app.locator("#trials-body tr[data-trial]")
     seen_rows: set[int] = set()
     seen_points: set[int] = set()
-    shot_running = False
+    running_curve_seen = False
     deadline = time.monotonic() + SWEEP_TIMEOUT_S
     while time.monotonic() < deadline:
         seen_rows.add(rows.count())
         seen_points.add(int(app.get_attribute("#chart-history", "data-points") or 0))
-        if not shot_running and app.locator("#trials-body .badge-running").count():
-            curves = int(app.get_attribute("#chart-curves", "data-trials") or 0)
-            if curves and len(seen_points) >= 2:
-                shot(app, screenshot_dir, "sweep-03-live")
-                shot_running = True
+        running = int(app.get_attribute("#chart-curves", "data-running") or 0)
+        if running and not running_curve_seen and len(seen_points) >= 2:
+            # A running trial's curve, drawn dashed while it trains, next to finished ones.
+            shot(app, screenshot_dir, "sweep-03-live")
+            running_curve_seen = True
         if app.get_attribute("#sweep", "data-state") not in ("queued", "running"):
             break
-        app.wait_for_timeout(250)
+        app.wait_for_timeout(200)
     state = app.get_attribute("#sweep", "data-state")
     assert state == "complete", f"sweep ended {state}: {app.inner_text('#trials-body')}"
     expect(rows).to_have_count(3)
     assert len(seen_rows) >= 2, f"the table never grew live: {sorted(seen_rows)}"
     assert len(seen_points) >= 2, f"the history never grew live: {sorted(seen_points)}"
+    assert running_curve_seen, "no running trial's curve was drawn while the sweep ran"
     if fast:
         expect(app.locator("#chart-score.js-plotly-plot")).to_be_visible()
     expect(app.locator("#chart-parcoords.js-plotly-plot")).to_be_visible()
@@ -134,6 +135,12 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
         " || document.getElementById('chart-importance').textContent.includes('Not available')"
     )
     expect(app.locator("#tuned-config")).to_contain_text("lr:")  # refreshed without reload
+    # The page settles on the final best: table, and the tuned config card re-rendered.
+    number = int(app.get_attribute("#sweep", "data-number"))
+    tuned = luminide_stack.demo_project / "output" / f"exp{number}" / "config-tuned.yaml"
+    best = re.search(r"trial (\d+),", tuned.read_text()).group(1)
+    expect(app.locator("#trials-body tr.best")).to_have_attribute("data-trial", best)
+    expect(app.locator("#tuned-config")).to_contain_text(f"trial {best},")
     expect(app.locator("#use-tuned-button")).to_be_visible()
     # Sorting the table by value puts rank 1 first.
     app.click("#trials-head th[data-key=value]")
@@ -142,8 +149,6 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     assert not app.errors, app.errors  # type: ignore[attr-defined]
 
     # Use tuned config: code/config.yaml becomes config-tuned.yaml; the old one is kept.
-    number = int(app.get_attribute("#sweep", "data-number"))
-    tuned = luminide_stack.demo_project / "output" / f"exp{number}" / "config-tuned.yaml"
     app.once("dialog", lambda dialog: dialog.accept())
     app.click("#use-tuned-button")
     expect(app).to_have_url(re.compile(r"/projects/demo/#config\.yaml$"))

@@ -43,9 +43,12 @@ lint: $(DEV_STAMP)
 test: $(DEV_STAMP) system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Figures and ratios against baselines measured in the same run (never timed tests).
 bench: $(DEV_STAMP)
 	$(PY) -m ranking bench
 	$(PY) manage.py bench
+	$(PY) -m sweeps.bench_sweep
+	$(PY) -m sweeps.api.bench
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

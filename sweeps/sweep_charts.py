@@ -198,18 +198,19 @@ def curves(
     val_r, score_r = _round_array(val), _round_array(score)
     starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])
     ends = np.r_[starts[1:], len(numbers)]
+    val_min = _group_argmin(val, starts, ends).tolist()
+    score_min = _group_argmin(score, starts, ends).tolist()
+    patterns: dict[int, list[int]] = {}  # evenly spaced indices per curve length
     out: dict[str, dict] = {}
-    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+    for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
         n = b - a
         if n <= budget:
             idx: Any = slice(a, b)
         else:
-            keep = [n - 1]
-            for series in (val[a:b], score[a:b]):
-                finite = np.isfinite(series)
-                if finite.any():
-                    keep.append(int(np.argmin(np.where(finite, series, np.inf))))
-            idx = np.asarray(downsample_indices(n, budget, keep), dtype=np.int64) + a
+            if n not in patterns:
+                patterns[n] = downsample_indices(n, budget)
+            keep = {n - 1, val_min[g], score_min[g]} - {-1}
+            idx = np.asarray(sorted(keep.union(patterns[n])), dtype=np.int64) + a
         out[str(int(numbers[a]))] = {
             "n": n,
             "epoch": epochs[idx].tolist(),
@@ -217,6 +218,21 @@ def curves(
             "score": _json_list(score_r[idx]),
         }
     return out
+
+
+def _group_argmin(x, starts, ends):
+    """Per group ``starts[g]:ends[g]`` of ``x``: the offset of its first finite minimum,
+    -1 when it has no finite value."""
+    import numpy as np
+
+    m = np.where(np.isfinite(x), x, np.inf)
+    mins = np.minimum.reduceat(m, starts)
+    group = np.repeat(np.arange(len(starts)), ends - starts)
+    hits = np.flatnonzero((m == mins[group]) & np.isfinite(mins[group]))
+    first = np.full(len(starts), -1, dtype=np.int64)
+    groups, at = np.unique(group[hits], return_index=True)
+    first[groups] = hits[at] - starts[groups]
+    return first
 
 
 def _round_array(x):

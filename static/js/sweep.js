@@ -163,6 +163,9 @@
         g.text.push("");
       }
       for (let i = 0; i < curve.epoch.length; i++) {
+        // An epoch without a value (no score computed for it) is skipped, so the trial's
+        // line goes on; nulls only separate trials sharing a trace.
+        if (ys[i] === null) continue;
         g.x.push(curve.epoch[i]);
         g.y.push(ys[i]);
         g.text.push("trial " + r.number + (r.rank ? " · #" + r.rank : " · " + r.state));
@@ -204,7 +207,7 @@
       layout: layout({
         uirevision: "curves-" + field,
         xaxis: { title: { text: "epoch", standoff: 6 } },
-        yaxis: { title: { text: yTitle + (logY ? " (log)" : "") }, type: logY ? "log" : "linear" },
+        yaxis: { title: { text: yTitle + (logY ? " (log)" : "") }, type: logY ? "log" : "linear", dtick: logY ? "D2" : undefined },
       }),
     };
   }
@@ -621,7 +624,7 @@
   /** Throttled: a burst of events costs one request; big sweeps wait longer between. */
   function scheduleSync() {
     if (state.timer) return;
-    const delay = Math.max(250, Math.min(5000, 2 * (state.lastMs + (state.timings.drawMs || 0))));
+    const delay = Math.max(250, Math.min(3000, 2 * (state.lastMs + (state.timings.drawMs || 0))));
     state.timer = setTimeout(() => {
       state.timer = null;
       sync(false);
@@ -673,10 +676,14 @@
         if (typeof msg.trial === "number") state.dirty.add(msg.trial);
         scheduleSync();
         break;
-      case "experiment.update":
+      case "experiment.update": {
+        const wasActive = ACTIVE.has(state.expState);
         setExpState(msg.state, msg.failure_reason);
-        scheduleSync();
+        // The sweep just finished (or resumed): show its final table now, not throttled.
+        if (wasActive !== ACTIVE.has(msg.state)) sync(false);
+        else scheduleSync();
         break;
+      }
       default:
         break;
     }

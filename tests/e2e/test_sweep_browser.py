@@ -124,6 +124,8 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     state = app.get_attribute("#sweep", "data-state")
     assert state == "complete", f"sweep ended {state}: {app.inner_text('#trials-body')}"
     expect(rows).to_have_count(3)
+    expect(app.locator("#trials-body .badge-running")).to_have_count(0)  # final re-sync
+    expect(app.locator("#stat-done")).to_have_text("3 / 3")
     assert len(seen_rows) >= 2, f"the table never grew live: {sorted(seen_rows)}"
     assert len(seen_points) >= 2, f"the history never grew live: {sorted(seen_points)}"
     assert running_curve_seen, "no running trial's curve was drawn while the sweep ran"

@@ -116,7 +116,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         ),
     )
     notes = [
-        f"Command: `python -m ranking evaluate {' '.join(args.argv)}`".rstrip(),
+        f"Command: `python -m ranking {' '.join(args.argv)}`",
         "",
         f"Leave-one-task-out over {len({r.task for r in runs})} tasks, {len(runs)} runs; "
         f"history view `{args.view}`; {args.draws} simulated 25-trial sweeps per task and budget "

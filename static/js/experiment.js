@@ -18,8 +18,7 @@
     trial: Number(root.dataset.trial || 0),
     store: new C.HistoryStore(),
     logCursor: 0,
-    socket: null,
-    backoff: 500,
+    live: null, // LuminideSocket.socket (static/js/live.js)
     syncing: null,
     resyncAgain: false,
     drawPending: false,
@@ -155,11 +154,7 @@
   }
 
   // ---------------------------------------------------------------- HTTP re-sync
-  async function fetchJSON(url) {
-    const resp = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
-    if (!resp.ok) throw new Error(url + ": HTTP " + resp.status);
-    return resp.json();
-  }
+  const fetchJSON = window.LuminideSocket.fetchJSON;
 
   // While the first epoch runs its length is unknown, so the server places its rows on a
   // provisional x scale. Once the first epoch is complete, reload the whole history once
@@ -288,59 +283,35 @@
   }
 
   function connect() {
-    const proto = location.protocol === "https:" ? "wss://" : "ws://";
-    let ws;
-    try {
-      ws = new WebSocket(proto + location.host + root.dataset.wsPath);
-    } catch (e) {
-      scheduleReconnect();
-      return;
-    }
-    state.socket = ws;
-    ws.onopen = () => {
-      state.backoff = 500;
-      setConn("live", "live");
-      resync(); // connect = re-sync from our cursor
-    };
-    ws.onmessage = (ev) => {
-      state.lastHeard = Date.now();
-      let msg;
-      try {
-        msg = JSON.parse(ev.data);
-      } catch (e) {
-        return;
-      }
-      handle(msg);
-    };
-    ws.onclose = () => {
-      if (state.socket !== ws) return;
-      state.socket = null;
-      setConn("down", ACTIVE.has(state.expState) ? "reconnecting" : "offline");
-      scheduleReconnect();
-    };
-    ws.onerror = () => {};
+    state.live = window.LuminideSocket.socket({
+      path: root.dataset.wsPath,
+      onOpen: () => resync(), // connect = re-sync from our cursor
+      onMessage: (msg) => {
+        state.lastHeard = Date.now();
+        handle(msg);
+      },
+      // While the socket is down and the run is active: poll every 2 s.
+      onPoll: () => {
+        if (!state.syncing) resync();
+      },
+      isActive: () => ACTIVE.has(state.expState),
+      status: setConn,
+    });
   }
 
-  function scheduleReconnect() {
-    const delay = state.backoff;
-    state.backoff = Math.min(state.backoff * 2, 10000);
-    setTimeout(connect, delay);
-  }
-
-  // Safety net while the run is active: poll every 2 s when the socket is down, and re-sync
-  // after 10 s of silence when it is up (delivery is at most once; a lost message that is
-  // never followed by another would otherwise go unnoticed).
+  // While the socket is up, re-sync after 10 s of silence during an active run (delivery is
+  // at most once; a lost message that is never followed by another would go unnoticed).
   const QUIET_MS = 10000;
   setInterval(() => {
-    if (!ACTIVE.has(state.expState) || state.syncing) return;
-    if (state.socket === null || Date.now() - state.lastHeard > QUIET_MS) resync();
+    if (!ACTIVE.has(state.expState) || state.syncing || !state.live) return;
+    if (state.live.connected && Date.now() - state.lastHeard > QUIET_MS) resync();
   }, 2000);
 
   // Debug hooks for the e2e tests and the console.
   window.luminideLive = {
     state: state,
     resync: resync,
-    dropSocket: () => state.socket && state.socket.close(),
+    dropSocket: () => state.live && state.live.drop(),
   };
 
   resync().then(connect);

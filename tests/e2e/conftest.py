@@ -24,6 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
+
+# Actions such as creating a project (1,797 PNGs) or the first chart draw can exceed
+# Playwright's 5 s default on a busy 2-core machine; the assertions stay the same.
+expect.set_options(timeout=20_000)
 
 # Playwright's sync API keeps an event loop running in this thread.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -46,7 +46,10 @@ __all__ = ["EarlyRankingPruner", "history_from_trial", "predicted_final_value"]
 
 def history_from_trial(trial: FrozenTrial | optuna.trial.Trial) -> pd.DataFrame:
     """A trial's intermediate values as an epoch-level history frame (step = epoch)."""
-    values = _intermediate_values(trial)
+    return _history(_intermediate_values(trial))
+
+
+def _history(values: dict[int, float]) -> pd.DataFrame:
     steps = sorted(values)
     return pd.DataFrame(
         {
@@ -89,12 +92,13 @@ def predicted_final_value(
 
 
 class EarlyRankingPruner(BasePruner):
-    """Prune a trial whose predicted final value is worse than the best completed trials.
+    """Prune a trial whose predicted final value is worse than the best completed trials'.
 
     After ``n_startup_trials`` completed trials and ``n_warmup_steps`` reported steps, the
-    trial's intermediate values are scored with the Early Ranking model; the trial is pruned
-    when the prediction is worse than the ``top_k``-th best completed value by more than
-    ``margin`` (relative), or when it diverged. Minimisation only.
+    trial's intermediate values are scored with the Early Ranking model, and so are the
+    completed trials' values up to the same step; the trial is pruned when its prediction is
+    worse than the ``top_k``-th best of theirs by more than ``margin`` (relative), or when it
+    diverged. Minimisation only.
 
     Args:
         ranker: The model (default: the shipped one, loaded on first use).
@@ -102,7 +106,7 @@ class EarlyRankingPruner(BasePruner):
         n_warmup_steps: Never prune a trial before it has reported this many steps.
         interval_steps: Only consider pruning every this many steps after warm-up.
         margin: Relative slack: prune if ``prediction > reference * (1 + margin)``.
-        top_k: Compare with the k-th best completed value (1 = the best).
+        top_k: Compare with the k-th best completed trial's prediction (1 = the best).
         total_steps: The trials' planned full length in steps, when known.
     """
 
@@ -136,6 +140,7 @@ class EarlyRankingPruner(BasePruner):
         self._margin = float(margin)
         self._top_k = top_k
         self._total_steps = total_steps
+        self._cache: dict[tuple[int, int], float] = {}
 
     @property
     def ranker(self) -> EarlyRanker:
@@ -161,18 +166,34 @@ class EarlyRankingPruner(BasePruner):
         if (n_steps - self._n_warmup_steps) % self._interval_steps != 0:
             return False
         completed = [
-            t.value
+            t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)
+            if t.intermediate_values
         ]
         if len(completed) < max(1, self._n_startup_trials):
             return False
-        prediction = self.ranker.score(history_from_trial(trial), total_epochs=self._total_steps)
+        prediction = self._score(trial, step)
         if math.isinf(prediction):
             return True
-        reference = sorted(completed)[min(self._top_k, len(completed)) - 1]
-        slack = self._margin * abs(reference)
-        return bool(prediction > reference + slack)
+        # Compare like with like: the completed trials' predictions from their values up to
+        # the same step (the model's bias at a given step then cancels out), as MedianPruner
+        # compares intermediate values at the same step.
+        others = sorted(self._score(t, step) for t in completed)
+        reference = others[min(self._top_k, len(others)) - 1]
+        if math.isinf(reference):
+            return False
+        return bool(prediction > reference + self._margin * abs(reference))
+
+    def _score(self, trial: FrozenTrial, step: int) -> float:
+        key = (trial.number, step)
+        cached = self._cache.get(key)
+        if cached is None:
+            values = {s: v for s, v in trial.intermediate_values.items() if s <= step}
+            if not values:
+                return math.inf
+            cached = self.ranker.score(_history(values), total_epochs=self._total_steps)
+            self._cache[key] = cached
+        return cached
 
     def __repr__(self) -> str:
         fields: dict[str, Any] = {

@@ -100,10 +100,14 @@ def run_sweep(
 
 def train_with_tuned_config(project: Project, sweep: Experiment, timeout: float) -> MethodResult:
     """Copy the sweep's ``config-tuned.yaml`` into ``code/`` and run the full training."""
-    tuned = sweep.output_dir / TUNED_CONFIG
-    (project.code_dir / "config.yaml").write_text(tuned.read_text())
-    exp = actions.do_start_experiment(project, project.owner, description="tuned by Fast Sweep")
-    exp = _wait(exp, timeout)
+    config = project.code_dir / "config.yaml"
+    original = config.read_text()
+    config.write_text((sweep.output_dir / TUNED_CONFIG).read_text())
+    try:
+        exp = actions.do_start_experiment(project, project.owner, description="tuned by Fast Sweep")
+        exp = _wait(exp, timeout)
+    finally:
+        config.write_text(original)  # a resumed proof starts from the same defaults
     return MethodResult(
         task=project.template,
         seed=sweep.spec.get("seed") or 0,

@@ -80,3 +80,38 @@ def test_template_trains_and_writes_a_readable_history(template, owner):
     best_good = np.nanmin(epochs["epoch_val_loss"])
     best_bad = np.nanmin(bad_history["epoch_val_loss"])
     assert best_good < best_bad, "a tiny learning rate should train worse"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_fast_run_is_the_start_of_the_full_run(template, owner):
+    """Early Ranking predicts a full run from its first epochs, so fast.sh must train exactly
+    those epochs (same schedule, same seed), not a shorter run of its own."""
+    project = factories.make_project(owner, template=template)
+    config = parse_config_yaml((project.code_dir / "config.yaml").read_text())
+    if "schedule" in config:
+        config["schedule"] = "cosine"  # a schedule that depends on the full length
+    run_dir = project.root / "full"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    full = subprocess.run(
+        ["bash", "../code/full.sh", "--subset", "300"],
+        cwd=run_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert full.returncode == 0, full.stderr[-2000:]
+    fast = _train(project.root / "fast", "--subset", "300", config=config)
+    assert fast.returncode == 0, fast.stderr[-2000:]
+
+    def epoch_losses(folder):
+        df = read_history(project.root / folder / "history.csv")
+        return df.dropna(subset=["epoch_val_loss"])["epoch_val_loss"].to_numpy()
+
+    fast_losses, full_losses = epoch_losses("fast"), epoch_losses("full")
+    assert 2 <= len(fast_losses) < len(full_losses) / 4
+    np.testing.assert_allclose(fast_losses, full_losses[: len(fast_losses)], rtol=1e-5)

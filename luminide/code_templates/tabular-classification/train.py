@@ -6,7 +6,10 @@ from ``config.yaml`` in that folder when present (the run's own copy), else from
 ``epoch,iter,train_loss,val_loss,epoch_val_loss``, an ``iter = -1`` row closing each
 epoch) and keeps the best ``model.pth``.
 
-    python ../code/train.py --epochs 40 [--subset N] [--config PATH]
+    python ../code/train.py --epochs 40 [--stop-after N] [--subset N] [--config PATH]
+
+``--epochs`` is the full length (the learning-rate schedule spans it); ``--stop-after N``
+trains only its first N epochs, so a fast run is exactly the start of the full run.
 """
 
 from __future__ import annotations
@@ -90,7 +93,8 @@ def fmt(value: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=40, help="full length of the schedule")
+    parser.add_argument("--stop-after", type=int, default=None, help="train only N epochs")
     parser.add_argument("--subset", type=int, default=None, help="use only the first N rows")
     parser.add_argument("--config", default=None)
     parser.add_argument("--input", default="../input")
@@ -134,7 +138,7 @@ def main() -> None:
             history.write(f"{index},{epoch},{it},{fmt(train)},{fmt(val)},{fmt(epoch_val)}\n")
             index += 1
 
-        for epoch in range(args.epochs):
+        for epoch in range(min(args.epochs, args.stop_after or args.epochs)):
             order = torch.randperm(len(x_train), device=device)
             for it, start in enumerate(range(0, len(order), batch_size)):
                 batch = order[start : start + batch_size]

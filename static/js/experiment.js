@@ -58,9 +58,16 @@
     return Number.isFinite(f) ? Number(f.toPrecision(4)).toString() : String(v);
   }
 
+  // A run's state only moves forward (queued -> running -> finished). An HTTP answer that
+  // left the server before a websocket update can arrive after it: never step back.
+  function stateRank(s) {
+    return s === "queued" ? 0 : s === "running" ? 1 : 2;
+  }
+
   function updateExperiment(exp) {
     if (!exp) return;
     const previous = state.expState;
+    if (exp.state && stateRank(exp.state) < stateRank(previous)) exp = { ...exp, state: null };
     if (exp.state) {
       state.expState = exp.state;
       root.dataset.state = exp.state;

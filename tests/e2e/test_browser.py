@@ -79,7 +79,7 @@ def test_login(app: Page, luminide_stack, screenshot_dir):
     app.fill("#id_slug", "e2e-new")
     app.fill("#id_name", "Created in the browser")
     app.click("text=Create project")
-    expect(app).to_have_url(re.compile(r"/projects/e2e-new/$"))
+    expect(app).to_have_url(re.compile(r"/projects/e2e-new/(#.*)?$"))
     expect(app.locator("#file-tree")).to_contain_text("train.py")
     assert (luminide_stack.data_dir / "projects" / "e2e-new" / "input" / "labels.csv").exists()
     app.goto(luminide_stack.url + "/projects/")
@@ -222,7 +222,7 @@ def test_second_run_list_compare_diff_restore(app: Page, luminide_stack, screens
     app.goto(f"{luminide_stack.url}/projects/demo/experiments/{second - 1}/")
     app.once("dialog", lambda dialog: dialog.accept())
     app.click("text=Restore code")
-    expect(app).to_have_url(re.compile(r"/projects/demo/$"))
+    expect(app).to_have_url(re.compile(r"/projects/demo/(#.*)?$"))
     expect(app.locator(".flash")).to_contain_text("restored")
     assert config.read_text() == original
     backups = list(luminide_stack.demo_project.glob("code-backup-*"))

@@ -75,8 +75,14 @@ def _space(experiment: Experiment) -> SearchSpace:
     return parse_sweep_yaml(experiment.spec["sweep_yaml"])
 
 
-def _study(experiment: Experiment):
-    return studies.load_study(experiment.spec["study"], seed=experiment.spec.get("seed"))
+def _study(experiment: Experiment, trial_number: int = 0):
+    """The sweep's study. Each ask loads it with a fresh sampler, so a seeded sweep seeds
+    that sampler per trial: with one seed for every ask, TPE's random start-up phase would
+    suggest the same values for every trial."""
+    seed = experiment.spec.get("seed")
+    return studies.load_study(
+        experiment.spec["study"], seed=None if seed is None else seed * 100_003 + trial_number
+    )
 
 
 def _check_counts(n_trials: int, parallel: int) -> None:
@@ -176,7 +182,7 @@ def do_fill_sweep(experiment: Experiment) -> list[Trial]:
 def _launch(experiment: Experiment, trial: Trial) -> None:
     """Ask the study for the trial's values, write its config.yaml and enqueue it."""
     space = _space(experiment)
-    asked = studies.ask(_study(experiment), space.distributions)
+    asked = studies.ask(_study(experiment, trial.number), space.distributions)
     params = dict(asked.params)
     config = space.trial_config(experiment.config, params)
     run_dir = trial.run_dir

@@ -226,3 +226,13 @@ def test_deleting_a_sweep_removes_its_study_and_outputs(project):
     assert not output.exists()
     with pytest.raises(KeyError):
         studies.load_study(study_name)
+
+
+@pytest.mark.django_db
+def test_seeded_sweep_suggests_distinct_reproducible_values(project):
+    exp = do_start_sweep(project, None, n_trials=12, parallel=12, seed=7)
+    params = [tuple(sorted(t.params.items())) for t in queued(exp)]
+    assert len(params) == 12
+    assert len(set(params)) == 12, "start-up trials repeated the same values"
+    again = do_start_sweep(project, None, n_trials=12, parallel=12, seed=7)
+    assert [tuple(sorted(t.params.items())) for t in queued(again)] == params

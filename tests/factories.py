@@ -1,8 +1,10 @@
-"""Test data helpers: users, projects (with template code and data), experiments, histories."""
+"""Test data helpers: users, projects (with template code and data), experiments, histories;
+and :func:`wait_for`, the one polling loop of the integration tests."""
 
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from functools import cache
 from pathlib import Path
@@ -103,3 +105,14 @@ def layout3_rows(
         lines.append(f"{index},{e},{steps * batch},,,{2.2 / (2 + e):.6g}")
         index += 1
     return "\n".join(lines) + "\n"
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

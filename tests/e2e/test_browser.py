@@ -17,27 +17,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import DEMO_PASSWORD, STAFF
+from tests.e2e.pages import shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RUN_TIMEOUT_MS = 240_000
-
-
-@pytest.fixture(scope="module")
-def app(browser, luminide_stack):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors  # type: ignore[attr-defined]
-    yield page
-    context.close()
-
-
-def shot(page: Page, screenshot_dir, name: str) -> None:
-    page.wait_for_timeout(300)  # let Plotly finish its transition
-    page.screenshot(path=str(screenshot_dir / f"{name}.png"), full_page=True)
 
 
 def chart_points(page: Page) -> int:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import DEMO_PASSWORD, REPO
+from tests.e2e.pages import shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,24 +26,6 @@ TINY = '#!/usr/bin/env bash\nset -euo pipefail\npython ../code/train.py --epochs
 
 def ranker_shipped() -> bool:
     return any((REPO / "ranking" / "models").glob("early_ranker*"))
-
-
-@pytest.fixture(scope="module")
-def app(browser, luminide_stack):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors  # type: ignore[attr-defined]
-    yield page
-    context.close()
-
-
-def shot(page: Page, screenshot_dir: Path, name: str) -> None:
-    page.evaluate("window.scrollTo(0, 0)")  # the sticky nav would show mid-page otherwise
-    page.wait_for_timeout(400)  # let Plotly finish drawing
-    page.screenshot(path=str(screenshot_dir / f"{name}.png"), full_page=True)
 
 
 def login(page: Page, url: str) -> None:

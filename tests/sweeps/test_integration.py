@@ -20,6 +20,7 @@ from sweeps.models import ACTIVE_STATES, Experiment, RunState, Trial
 from sweeps.routing import websocket_urlpatterns
 from sweeps.tasks import run_trial
 from tests import factories
+from tests.factories import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -30,16 +31,6 @@ SLEEPER = (
     "open('started', 'w').write('1')\n"
     "time.sleep(600)\n"
 )
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _alive(pid: int) -> bool:
@@ -91,14 +82,16 @@ def test_cancel_through_the_worker(celery_worker, owner):
         "full.sh": "python ../code/train.py\n", "config.yaml": "a: 1\n", "train.py": SLEEPER,
     })  # fmt: skip
     experiment = do_start_experiment(project, owner)
-    _wait(lambda: (experiment.output_dir / "started").exists(), 60, "the script to start")
+    wait_for(lambda: (experiment.output_dir / "started").exists(), 60, "the script to start")
     trial = experiment.trials.get()
-    pid = _wait(lambda: Trial.objects.get(pk=trial.pk).pid, 10, "the pid")
+    pid = wait_for(lambda: Trial.objects.get(pk=trial.pk).pid, 10, "the pid")
     do_cancel_experiment(experiment)
-    _wait(lambda: not _alive(pid), 15, "the process group to stop")
+    wait_for(lambda: not _alive(pid), 15, "the process group to stop")
     trial.refresh_from_db()
     assert trial.state == RunState.CANCELLED
-    _wait(lambda: ComputeNode.objects.get(hostname=celery_worker.name).state == "idle", 10, "idle")
+    wait_for(
+        lambda: ComputeNode.objects.get(hostname=celery_worker.name).state == "idle", 10, "idle"
+    )
 
 
 def test_crash_through_the_worker(celery_worker, owner):
@@ -106,7 +99,7 @@ def test_crash_through_the_worker(celery_worker, owner):
         "full.sh": "echo starting; exit 3\n", "config.yaml": "a: 1\n",
     })  # fmt: skip
     experiment = (
-        _wait(lambda: _finished(e), 60, "the run")
+        wait_for(lambda: _finished(e), 60, "the run")
         if (e := do_start_experiment(project, owner))
         else None
     )
@@ -123,15 +116,15 @@ def test_sigkilled_worker_is_detected_by_heartbeat(celery_worker, start_worker, 
     experiment = factories.make_experiment(project)
     trial = experiment.trials.get()
     run_trial.apply_async((trial.pk,), queue="doomed")
-    _wait(lambda: (experiment.output_dir / "started").exists(), 60, "the script to start")
-    pid = _wait(lambda: Trial.objects.get(pk=trial.pk).pid, 10, "the pid")
+    wait_for(lambda: (experiment.output_dir / "started").exists(), 60, "the script to start")
+    pid = wait_for(lambda: Trial.objects.get(pk=trial.pk).pid, 10, "the pid")
     assert Trial.objects.get(pk=trial.pk).node.hostname == doomed.name
     killed_at = time.monotonic()
     doomed.kill()
-    _wait(lambda: _finished(experiment), 60, "the lost worker verdict")
+    wait_for(lambda: _finished(experiment), 60, "the lost worker verdict")
     assert time.monotonic() - killed_at < 60
     trial.refresh_from_db()
     assert trial.state == RunState.FAILED
     assert trial.failure_reason.startswith("lost worker"), trial.failure_reason
     assert ComputeNode.objects.get(hostname=doomed.name).state == ComputeNode.State.OFFLINE
-    _wait(lambda: not _alive(pid), 15, "the orphaned training process to be stopped")
+    wait_for(lambda: not _alive(pid), 15, "the orphaned training process to be stopped")

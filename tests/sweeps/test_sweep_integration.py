@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 
 import pytest
 import yaml
@@ -11,22 +10,13 @@ import yaml
 from luminide.models import ComputeNode
 from sweeps.models import RunState, Trial
 from sweeps.sweep import do_start_sweep
+from tests.factories import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # Tiny trials: a couple of epochs on a few hundred digits, a few seconds each.
 TINY_FULL = "python ../code/train.py --epochs 2 --subset 300\n"
 TINY_SLOW = "sleep 4\npython ../code/train.py --epochs 2 --subset 300\n"
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def sweep_done(experiment):

@@ -41,9 +41,10 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     # there are no scores, so the same flow runs as a full sweep (checkbox off) instead.
     fast = ranker_shipped()
     code = luminide_stack.demo_project / "code"
-    # Tiny trials: 3 epochs on 300 images.
-    (code / "fast.sh").write_text(TINY.format(epochs=3))
-    (code / "full.sh").write_text(TINY.format(epochs=3))
+    # Tiny trials on 300 images. An epoch takes ~0.05 s, so 3 epochs would finish between two
+    # page syncs and a running trial's curve might never be drawn: 20 epochs last ~1.5 s.
+    (code / "fast.sh").write_text(TINY.format(epochs=20))
+    (code / "full.sh").write_text(TINY.format(epochs=20))
     good_sweep = (code / "sweep.yaml").read_text()
     config_before = (code / "config.yaml").read_text()
     experiments_before = sorted((luminide_stack.demo_project / "output").glob("exp*"))
@@ -85,21 +86,32 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     expect(app.locator("#sweep")).to_be_visible()
     expect(app.locator(".badge-kind")).to_have_text("Fast Sweep" if fast else "Sweep")
     expect(app.locator("#conn")).to_have_text("live")
+    # Record, in the page, every redraw that drew a running trial's curve: polling from here
+    # at 200 ms can miss a trial that runs for about a second.
+    app.evaluate(
+        """() => {
+          const el = document.getElementById("chart-curves");
+          window.runningCurvesDrawn = Number(el.dataset.running || 0);
+          new MutationObserver(() => {
+            window.runningCurvesDrawn = Math.max(window.runningCurvesDrawn, Number(el.dataset.running || 0));
+          }).observe(el, { attributes: true, attributeFilter: ["data-running"] });
+        }"""
+    )
 
     # Trials appear live (no reload): rows in the table, curves and history points grow.
     rows = app.locator("#trials-body tr[data-trial]")
     seen_rows: set[int] = set()
     seen_points: set[int] = set()
-    running_curve_seen = False
+    screenshot_taken = False
     deadline = time.monotonic() + SWEEP_TIMEOUT_S
     while time.monotonic() < deadline:
         seen_rows.add(rows.count())
         seen_points.add(int(app.get_attribute("#chart-history", "data-points") or 0))
         running = int(app.get_attribute("#chart-curves", "data-running") or 0)
-        if running and not running_curve_seen and len(seen_points) >= 2:
+        if running and not screenshot_taken and len(seen_points) >= 2:
             # A running trial's curve, drawn dashed while it trains, next to finished ones.
             shot(app, screenshot_dir, "sweep-03-live")
-            running_curve_seen = True
+            screenshot_taken = True
         if app.get_attribute("#sweep", "data-state") not in ("queued", "running"):
             break
         app.wait_for_timeout(200)
@@ -110,7 +122,7 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     expect(app.locator("#stat-done")).to_have_text("3 / 3")
     assert len(seen_rows) >= 2, f"the table never grew live: {sorted(seen_rows)}"
     assert len(seen_points) >= 2, f"the history never grew live: {sorted(seen_points)}"
-    assert running_curve_seen, "no running trial's curve was drawn while the sweep ran"
+    assert app.evaluate("window.runningCurvesDrawn") > 0, "no running trial's curve was drawn"
     if fast:
         expect(app.locator("#chart-score.js-plotly-plot")).to_be_visible()
     expect(app.locator("#chart-parcoords.js-plotly-plot")).to_be_visible()

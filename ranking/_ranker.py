@@ -342,6 +342,25 @@ class EarlyRanker:
         out[nomodel] = best[nomodel]
         return out
 
+    def score_epochs(
+        self, val_losses: Sequence[float], *, total_epochs: float | None = None
+    ) -> float:
+        """Like :meth:`score` for a run known only by its per-epoch validation losses.
+
+        For callers that hold numbers rather than a history file (the REST API's
+        checkpoints): no pandas frame is built, which is most of the cost of one score.
+
+        Raises:
+            ValueError: No values.
+        """
+        val = np.asarray(val_losses, dtype=np.float64)
+        n = len(val)
+        if n == 0:
+            raise ValueError("score_epochs needs at least one validation loss")
+        blank = np.full(n, np.nan)
+        prefix = Prefix(np.arange(n, dtype=np.float64), np.ones(n, dtype=bool), blank, val, blank)
+        return self.score_prefix(prefix, total_epochs=total_epochs)
+
     def score_prefix(self, prefix: Prefix, *, total_epochs: float | None = None) -> float:
         """Like :meth:`score` for arrays already extracted with ``prefix_from_frame``."""
         x, b, _ = features(prefix, total_epochs)

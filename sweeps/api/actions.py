@@ -423,8 +423,8 @@ def do_create_checkpoint(experiment: Experiment, trial_pk: int, data: dict[str, 
                 chart=chart_data,
                 step_column="iter",
             ),
+            events.trial_update(trial),
         )
-        _emit_trial(trial)
     return checkpoint
 
 

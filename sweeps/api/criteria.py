@@ -133,20 +133,9 @@ def early_ranking_score(values: Sequence[float]) -> float | None:
     ranker = _get_ranker()
     if ranker is None or not values:
         return None
-    import pandas as pd
-
-    n = len(values)
-    df = pd.DataFrame(
-        {
-            "epoch": list(range(n)),
-            "iter": [-1] * n,
-            "train_loss": [math.nan] * n,
-            "val_loss": [float(v) for v in values],
-        }
-    )
     try:
-        score = float(ranker.score(df))
+        score = ranker.score_epochs(values)
     except Exception:
-        logger.exception("Early Ranking failed on a %d-checkpoint history", n)
+        logger.exception("Early Ranking failed on a %d-checkpoint history", len(values))
         return None
     return score if not math.isnan(score) else None

@@ -58,6 +58,15 @@ class RankerContract:
         assert np.array_equal(many, ranker.score_many([history, other, history]))
         assert ranker.score_many([]).shape == (0,)
 
+    def test_score_epochs_matches_score_of_the_epoch_frame(self, ranker: EarlyRanker) -> None:
+        for values in ([0.7], [2.0, 1.5, 1.2], [1.0, 0.8, math.inf]):
+            assert ranker.score_epochs(values) == ranker.score(epoch_frame(values))
+        assert ranker.score_epochs([2.0, 1.5], total_epochs=30) == ranker.score(
+            epoch_frame([2.0, 1.5]), total_epochs=30
+        )
+        with pytest.raises(ValueError, match="at least one"):
+            ranker.score_epochs([])
+
     def test_scale_free(self, ranker: EarlyRanker, history: pd.DataFrame) -> None:
         scaled = history.copy()
         for c in ("train_loss", "val_loss", "epoch_val_loss"):

@@ -18,7 +18,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import time
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
+
+from luminide.launcher import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -287,12 +288,6 @@ print("RESULTS" + json.dumps(rows))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_trial_overhead(n_trials: int = 10, timeout: float = 300) -> dict:
     """Per-trial overhead, ask -> training process started, on the embedded default.
 
@@ -311,7 +306,7 @@ def bench_trial_overhead(n_trials: int = 10, timeout: float = 300) -> dict:
         "LUMINIDE_DATA_DIR": str(root / "data"),
         "LUMINIDE_VAR_DIR": str(root / "var"),
         "REDIS_URL": f"unix://{root / 'var' / 'redis.sock'}",
-        "LUMINIDE_PORT": str(_free_port()),
+        "LUMINIDE_PORT": str(free_port()),
         "LUMINIDE_HOST": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
     }

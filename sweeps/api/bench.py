@@ -18,7 +18,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from luminide.launcher import free_port
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 TARGET_RATE = 300.0
@@ -57,12 +58,6 @@ class LiveServer:
 
     def auth_header(self) -> str:
         return "Basic " + base64.b64encode(f"{self.token}:".encode()).decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -151,7 +146,7 @@ def live_server(
             .stdout.strip()
             .splitlines()[-1]
         )  # after the shell's auto-import banner
-        port = _free_port()
+        port = free_port()
         if server == "daphne":
             cmd = [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
             cmd.append("luminide.asgi:application")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+
+from luminide.launcher import free_port
 
 # Actions such as creating a project (1,797 PNGs) or the first chart draw can exceed
 # Playwright's 5 s default on a busy 2-core machine; the assertions stay the same.
@@ -87,12 +88,6 @@ class Stack:
         return done.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -115,7 +110,7 @@ def luminide_stack():
     if not (REPO / "luminide" / "launcher.py").exists():
         pytest.skip("luminide.launcher is not there yet")
     root = Path(tempfile.mkdtemp(prefix="lum-e2e-", dir="/tmp"))  # short: unix socket path
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "luminide.settings",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,15 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from luminide.launcher import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _alive(pid: int) -> bool:
@@ -35,7 +30,7 @@ def _alive(pid: int) -> bool:
 
 def test_launcher_starts_and_stops_everything():
     root = Path(tempfile.mkdtemp(prefix="lum-l-", dir="/tmp"))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "luminide.settings",

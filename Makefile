@@ -48,7 +48,8 @@ bench: $(DEV_STAMP)
 	$(PY) -m ranking bench
 	$(PY) manage.py bench
 	$(PY) -m sweeps.bench_sweep
-	$(PY) -m sweeps.api.bench
+	$(PY) -m sweeps.api.bench daphne 1
+	$(PY) -m sweeps.api.bench daphne 2
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

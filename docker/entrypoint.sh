@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Container roles: `web` (migrations + daphne) or `worker` (one Celery worker = one GPU).
+# Container roles: `web` (migrations + daphne, LUMINIDE_WEB_PROCESSES processes) or `worker` (one Celery worker = one GPU).
 set -euo pipefail
 case "${1:-web}" in
   web)
     python manage.py migrate --noinput
     if [ "${LUMINIDE_DEMO:-true}" = "true" ]; then python manage.py bootstrap_demo; fi
-    exec daphne -b 0.0.0.0 -p 8000 luminide.asgi:application
+    exec python -m luminide.serve --host 0.0.0.0 --port 8000
     ;;
   worker)
     exec celery -A luminide worker -Q "${LUMINIDE_QUEUES:-gpu,default}" -c 1 \

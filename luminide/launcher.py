@@ -9,7 +9,8 @@ Starts, as foreground children each in its own process group:
    pool child runs the trial while the main process keeps heartbeats and broker traffic
    going, and a crash in the child is reported as a lost worker instead of killing the
    node.
-3. daphne (HTTP + websockets) on 127.0.0.1:8000 (``LUMINIDE_PORT``, ``LUMINIDE_HOST``).
+3. daphne (HTTP + websockets) on 127.0.0.1:8000 (``LUMINIDE_PORT``, ``LUMINIDE_HOST``), in
+   ``LUMINIDE_WEB_PROCESSES`` processes on one socket (default 1; see :mod:`luminide.serve`).
 
 Ctrl-C or SIGTERM stops every child it started (SIGTERM to each process group, SIGKILL after
 a grace period; a running trial is stopped and marked failed). Running it again reuses what
@@ -157,32 +158,38 @@ class Launcher:
         )
 
     def start_web(self) -> None:
-        pid_file = self.var / "daphne.pid"
-        pid = _pid_alive(pid_file, "daphne")
+        from luminide.serve import web_processes
+
+        pid_file = self.var / "web.pid"
+        pid = _pid_alive(pid_file, "luminide.serve")
         if pid and _port_open(self.host, self.port):
-            _log(f"reusing daphne already serving on port {self.port} (pid {pid})")
+            _log(f"reusing the web server already serving on port {self.port} (pid {pid})")
             return
         if _port_open(self.host, self.port):
             raise SystemExit(
                 f"[launcher] port {self.port} on {self.host} is taken by another program; "
                 "set LUMINIDE_PORT to use another one"
             )
+        processes = web_processes()
         self.spawn(
-            "web",
+            f"web (daphne x{processes})",
             [
-                str(self.bin / "daphne"),
-                "-b",
+                sys.executable,
+                "-m",
+                "luminide.serve",
+                "--host",
                 self.host,
-                "-p",
+                "--port",
                 str(self.port),
-                "luminide.asgi:application",
+                "--processes",
+                str(processes),
             ],
             pid_file,
         )
         deadline = time.monotonic() + 60
         while not _port_open(self.host, self.port):
             if time.monotonic() > deadline or self.children[-1][1].poll() is not None:
-                raise SystemExit("[launcher] daphne did not start; see its output above")
+                raise SystemExit("[launcher] the web server did not start; see its output above")
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -201,7 +208,7 @@ class Launcher:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        for pid_file in ("redis.pid", "daphne.pid"):
+        for pid_file in ("redis.pid", "web.pid"):
             with contextlib.suppress(FileNotFoundError):
                 (self.var / pid_file).unlink()
 

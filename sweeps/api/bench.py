@@ -82,12 +82,18 @@ def _http_ok(host: str, port: int) -> bool:
 
 @contextlib.contextmanager
 def live_server(
-    *, server: str = "daphne", redis: bool = True, env: dict[str, str] | None = None
+    *,
+    server: str = "daphne",
+    processes: int = 1,
+    redis: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Iterator[LiveServer]:
     """A migrated, empty Luminide in a temporary folder, served on a free port.
 
     Args:
-        server: ``daphne`` (the embedded default's server) or ``runserver`` (threaded WSGI).
+        server: ``daphne`` (the embedded default's server, via ``luminide.serve``) or
+            ``runserver`` (threaded WSGI).
+        processes: daphne processes on the one socket (``LUMINIDE_WEB_PROCESSES``).
         redis: Start a private Redis (unix socket) for the channel layer, as ``make run``
             does; without it live events are skipped (logged once a minute).
         env: Extra environment for the server (e.g. ``DATABASE_CONN_MAX_AGE``).
@@ -148,8 +154,7 @@ def live_server(
         )  # after the shell's auto-import banner
         port = free_port()
         if server == "daphne":
-            cmd = [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-            cmd.append("luminide.asgi:application")
+            cmd = [py, "-m", "luminide.serve", "--port", str(port), "--processes", str(processes)]
         elif server == "runserver":
             cmd = [py, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
         else:
@@ -269,6 +274,7 @@ def bench_api(
     clients: int = 8,
     per_client: int = 200,
     server: str = "daphne",
+    processes: int = 1,
     redis: bool = True,
     env: dict[str, str] | None = None,
     out: Callable[[str], Any] = print,
@@ -277,7 +283,7 @@ def bench_api(
 
     ``env`` adds server environment variables (e.g. ``{"DATABASE_CONN_MAX_AGE": "60"}``).
     """
-    with live_server(server=server, redis=redis, env=env) as srv:
+    with live_server(server=server, processes=processes, redis=redis, env=env) as srv:
         # Warm-up: imports, the first connections, SQLite page cache.
         post_checkpoints(srv, 2, 10)
         cpu0 = _server_cpu(srv)
@@ -296,6 +302,7 @@ def bench_api(
     ok = sum(1 for c in codes if c == 201)
     result = {
         "server": server,
+        "processes": processes,
         "clients": clients,
         "checkpoints": total,
         "created_201": ok,
@@ -312,7 +319,7 @@ def bench_api(
         "read_baseline_p95_ms": 1000 * _percentile(base_lat, 95),
     }
     out(
-        f"api checkpoints ({server}, redis={'on' if redis else 'off'}"
+        f"api checkpoints ({server} x{processes}, redis={'on' if redis else 'off'}"
         f"{''.join(f', {k}={v}' for k, v in (env or {}).items())}, {clients} clients, "
         f"{total} creates): {rate:.0f}/s (target >= {TARGET_RATE:.0f}/s, "
         f"x{result['rate_ratio']:.2f}); latency p50 {p50:.1f} ms, p95 {p95:.1f} ms "
@@ -331,16 +338,22 @@ def bench_api(
 
 
 def _server_cpu(srv: LiveServer) -> float:
-    """CPU seconds (user + system) used so far by the server process (Linux /proc)."""
-    pid = getattr(srv, "pid", None)
-    if pid is None:
+    """CPU seconds (user + system) used so far by the server process and its children."""
+    if srv.pid is None:
         return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == srv.pid or int(fields[1]) == srv.pid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-if __name__ == "__main__":  # python -m sweeps.api.bench [daphne|runserver]
-    bench_api(server=sys.argv[1] if len(sys.argv) > 1 else "daphne")
+if __name__ == "__main__":  # python -m sweeps.api.bench [daphne|runserver] [processes]
+    bench_api(
+        server=sys.argv[1] if len(sys.argv) > 1 else "daphne",
+        processes=int(sys.argv[2]) if len(sys.argv) > 2 else 1,
+    )

@@ -28,6 +28,18 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_launcher_starts_and_stops_everything():
     root = Path(tempfile.mkdtemp(prefix="lum-l-", dir="/tmp"))
     port = free_port()
@@ -37,6 +49,7 @@ def test_launcher_starts_and_stops_everything():
         "LUMINIDE_DATA_DIR": str(root / "data"),
         "LUMINIDE_VAR_DIR": str(root / "var"),
         "LUMINIDE_PORT": str(port),
+        "LUMINIDE_WEB_PROCESSES": "2",
     }
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
@@ -68,12 +81,15 @@ def test_launcher_starts_and_stops_everything():
         text = log.read_text()
         assert "removing stale socket" in text
         assert f"http://127.0.0.1:{port}/" in text and "demo / " in text
-        pids = [int((root / "var" / f).read_text()) for f in ("redis.pid", "daphne.pid")]
+        pids = [int((root / "var" / f).read_text()) for f in ("redis.pid", "web.pid")]
         deadline = time.monotonic() + 60
         while not (root / "var" / "worker.pid").exists():
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
         pids.append(int((root / "var" / "worker.pid").read_text()))
+        daphnes = _children(int((root / "var" / "web.pid").read_text()))
+        assert len(daphnes) == 2, "LUMINIDE_WEB_PROCESSES=2 starts two daphne processes"
+        pids += daphnes
         assert all(_alive(p) for p in pids)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -81,3 +97,14 @@ def test_launcher_starts_and_stops_everything():
     assert rc == 0, log.read_text()[-3000:]
     assert not any(_alive(p) for p in pids)
     assert "all stopped" in log.read_text()
+
+
+@pytest.mark.parametrize("raw", ["0", "-2", "two", ""])
+def test_bad_web_process_count_is_refused_by_name(monkeypatch, raw):
+    from luminide.serve import web_processes
+
+    monkeypatch.setenv("LUMINIDE_WEB_PROCESSES", raw)
+    with pytest.raises(
+        SystemExit, match=f"LUMINIDE_WEB_PROCESSES must be a positive integer, not '{raw}'"
+    ):
+        web_processes()

@@ -10,7 +10,8 @@ Starts, as foreground children each in its own process group:
    going, and a crash in the child is reported as a lost worker instead of killing the
    node.
 3. daphne (HTTP + websockets) on 127.0.0.1:8000 (``LUMINIDE_PORT``, ``LUMINIDE_HOST``), in
-   ``LUMINIDE_WEB_PROCESSES`` processes on one socket (default 1; see :mod:`luminide.serve`).
+   ``LUMINIDE_WEB_PROCESSES`` processes on one socket (default 2 on two or more cores; see
+   :mod:`luminide.serve`).
 
 Ctrl-C or SIGTERM stops every child it started (SIGTERM to each process group, SIGKILL after
 a grace period; a running trial is stopped and marked failed). Running it again reuses what

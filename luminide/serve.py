@@ -5,8 +5,8 @@ so this opens the socket once and starts ``--processes`` daphne children on it (
 the kernel spreads connections over them. HTTP and websockets work the same in each: live
 events go through the Redis channel layer, not through process memory.
 
-SIGTERM/SIGINT stop every child. Used by ``make run`` (``LUMINIDE_WEB_PROCESSES``, default 1)
-and by the Docker image's ``web`` role.
+SIGTERM/SIGINT stop every child. Used by ``make run`` (``LUMINIDE_WEB_PROCESSES``, default 2
+on two or more cores) and by the Docker image's ``web`` role.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import time
 
 
 def web_processes() -> int:
-    """``LUMINIDE_WEB_PROCESSES`` as a positive integer (default 1)."""
-    raw = os.environ.get("LUMINIDE_WEB_PROCESSES", "1")
+    """``LUMINIDE_WEB_PROCESSES`` as a positive integer; by default 2 where there are two
+    cores (the API's checkpoint rate nearly doubles), else 1."""
+    raw = os.environ.get("LUMINIDE_WEB_PROCESSES", str(min(2, os.cpu_count() or 1)))
     try:
         n = int(raw)
     except ValueError:

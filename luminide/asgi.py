@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP and websockets in one daphne process."""
+"""ASGI entry point: HTTP and websockets in each daphne process (``luminide.serve``)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ removes a stale Redis socket.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -76,6 +77,18 @@ def _port_open(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.3)
         return s.connect_ex((host, port)) == 0
+
+
+def _http_answers(host: str, port: int) -> bool:
+    """Whether a web process answers HTTP (the shared socket accepts before Django loads)."""
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=2)
+        conn.request("GET", "/login/")
+        conn.getresponse().read()
+        conn.close()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
 
 
 def free_port() -> int:
@@ -188,10 +201,10 @@ class Launcher:
             pid_file,
         )
         deadline = time.monotonic() + 60
-        while not _port_open(self.host, self.port):
+        while not _http_answers(self.host, self.port):
             if time.monotonic() > deadline or self.children[-1][1].poll() is not None:
                 raise SystemExit("[launcher] the web server did not start; see its output above")
-            time.sleep(0.1)
+            time.sleep(0.2)
 
     def stop(self) -> None:
         """SIGTERM every child's process group (web first, Redis last), then SIGKILL."""

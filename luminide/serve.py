@@ -21,9 +21,10 @@ import time
 
 
 def web_processes() -> int:
-    """``LUMINIDE_WEB_PROCESSES`` as a positive integer; by default 2 where there are two
-    cores (1.2 to 1.8x the API's checkpoint rate measured on 2 cores), else 1."""
-    raw = os.environ.get("LUMINIDE_WEB_PROCESSES", str(min(2, os.cpu_count() or 1)))
+    """``LUMINIDE_WEB_PROCESSES`` as a positive integer; by default 2 where the process may
+    use two cores (1.2 to 1.8x the API's checkpoint rate measured on 2 cores), else 1."""
+    cores = len(os.sched_getaffinity(0))  # respects a container's CPU set
+    raw = os.environ.get("LUMINIDE_WEB_PROCESSES", str(min(2, cores)))
     try:
         n = int(raw)
     except ValueError:
@@ -33,28 +34,47 @@ def web_processes() -> int:
     return n
 
 
-def serve(host: str, port: int, processes: int) -> int:
-    """Serve until a signal or a child's exit; returns the exit code."""
+def _daphne_commands(host: str, port: int, processes: int) -> tuple[list[list[str]], int | None]:
+    """The daphne command lines and the shared listening socket's fd (None: daphne binds)."""
+    app = "luminide.asgi:application"
+    if ":" in host:
+        # daphne's fd endpoint adopts the socket as IPv4 only: one process binding itself.
+        if processes > 1:
+            raise SystemExit(
+                f"LUMINIDE_WEB_PROCESSES={processes} needs an IPv4 host; {host!r} is IPv6 "
+                "(use 1 process, or an IPv4 address such as 0.0.0.0)"
+            )
+        return [[sys.executable, "-m", "daphne", "-b", host, "-p", str(port), app]], None
     listener = socket.create_server((host, port), backlog=1024)
     listener.set_inheritable(True)
-    fd = listener.fileno()
-    daphne = [sys.executable, "-m", "daphne", "--fd", str(fd), "luminide.asgi:application"]
-    children = [subprocess.Popen(daphne, pass_fds=(fd,)) for _ in range(processes)]
-    listener.close()  # the children hold it
+    fd = listener.detach()  # closed once the children hold it
+    return [[sys.executable, "-m", "daphne", "--fd", str(fd), app]] * processes, fd
+
+
+def serve(host: str, port: int, processes: int) -> int:
+    """Serve until a signal or a child's exit; returns the exit code (1: a child died)."""
 
     def stop(signum, frame) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    commands, fd = _daphne_commands(host, port, processes)
+    children: list[subprocess.Popen] = []
     code = 0
     try:
+        for command in commands:
+            children.append(subprocess.Popen(command, pass_fds=() if fd is None else (fd,)))
+        if fd is not None:
+            os.close(fd)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
-        code = next(child.returncode for child in children if child.returncode is not None)
-        print(f"[serve] a daphne process exited with code {code}; stopping", flush=True)
+        code = 1
+        print("[serve] a daphne process exited; stopping the others", flush=True)
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in children:
             if child.poll() is None:
                 child.terminate()
@@ -63,7 +83,7 @@ def serve(host: str, port: int, processes: int) -> int:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
-    return code or 0
+    return code
 
 
 def main() -> None:

@@ -68,17 +68,20 @@ def send_event_now(experiment_id: int, *events_: dict) -> None:
 
     async def publish() -> None:
         for event in events_:
-            await layer.group_send(group, event)
+            try:
+                await layer.group_send(group, event)
+            except Exception as exc:  # a lost hint is recovered by the client's re-sync
+                log.warning(
+                    "could not publish %s to experiment %s: %r",
+                    event.get("type"),
+                    experiment_id,
+                    exc,
+                )
 
     try:
         async_to_sync(publish)()
-    except Exception as exc:  # a lost hint is recovered by the client's re-sync; never fail
-        log.warning(
-            "could not publish %s to experiment %s: %r",
-            ", ".join(str(e.get("type")) for e in events_),
-            experiment_id,
-            exc,
-        )
+    except Exception as exc:  # never fail the caller over a hint
+        log.warning("could not publish to experiment %s: %r", experiment_id, exc)
 
 
 def send_event_on_commit(experiment_id: int, *events_: dict) -> None:

@@ -108,3 +108,38 @@ def test_bad_web_process_count_is_refused_by_name(monkeypatch, raw):
         SystemExit, match=f"LUMINIDE_WEB_PROCESSES must be a positive integer, not '{raw}'"
     ):
         web_processes()
+
+
+def test_ipv6_host_with_several_web_processes_is_refused():
+    from luminide.serve import _daphne_commands
+
+    with pytest.raises(SystemExit, match="needs an IPv4 host; '::1' is IPv6"):
+        _daphne_commands("::1", free_port(), 2)
+    port = free_port()
+    commands, fd = _daphne_commands("::1", port, 1)  # one process binds the address itself
+    assert fd is None
+    assert commands == [
+        [sys.executable, "-m", "daphne", "-b", "::1", "-p", str(port), "luminide.asgi:application"]
+    ]
+
+
+def test_serve_stops_all_and_fails_when_one_daphne_dies():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "luminide.serve", "--port", str(port), "--processes", "2"],
+        cwd=REPO,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "luminide.settings"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(daphnes := _children(proc.pid)) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        os.kill(daphnes[0], signal.SIGKILL)
+        assert proc.wait(timeout=30) == 1
+        assert b"a daphne process exited" in proc.stdout.read()
+        assert not _alive(daphnes[1])
+    finally:
+        proc.kill()

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 def sent(monkeypatch):
     """Events published (after commit)."""
     out: list[dict] = []
-    monkeypatch.setattr("sweeps.actions.send_event_now", lambda exp_id, ev: out.append(ev))
+    monkeypatch.setattr("sweeps.actions.send_event_now", lambda exp_id, *evs: out.extend(evs))
     return out
 
 

@@ -110,7 +110,8 @@ def test_ingest_emits_history_rows_after_commit(
 ):
     sent = []
     monkeypatch.setattr(
-        "sweeps.actions.send_event_now", lambda exp_id, ev: sent.append((exp_id, ev))
+        "sweeps.actions.send_event_now",
+        lambda exp_id, *evs: sent.extend((exp_id, ev) for ev in evs),
     )
     trial = factories.make_experiment(project).trials.get()
     with django_capture_on_commit_callbacks(execute=True):

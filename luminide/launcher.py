@@ -17,6 +17,9 @@ Ctrl-C or SIGTERM stops every child it started (SIGTERM to each process group, S
 a grace period; a running trial is stopped and marked failed). Running it again reuses what
 still runs (a service whose pid file in ``var/`` names a live process of that kind) and
 removes a stale Redis socket.
+
+The process helpers below (``stop_process_group``, ``running_launcher``, ``manage`` and
+friends) also serve the tests and benchmarks, which start the stack as a user would.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "luminide.settings")
 
 STOP_GRACE_SECONDS = 15
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _log(message: str) -> None:
@@ -79,7 +84,7 @@ def _port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _http_answers(host: str, port: int) -> bool:
+def http_answers(host: str, port: int) -> bool:
     """Whether a web process answers HTTP (the shared socket accepts before Django loads)."""
     try:
         conn = http.client.HTTPConnection(host, port, timeout=2)
@@ -91,11 +96,100 @@ def _http_answers(host: str, port: int) -> bool:
         return False
 
 
+def stop_process_group(proc: subprocess.Popen, grace: float) -> bool:
+    """SIGTERM the process group led by ``proc`` (started with ``start_new_session``), wait up
+    to ``grace`` seconds, then SIGKILL whatever is left of the group (pool children,
+    helpers). Returns whether ``proc`` exited within ``grace``."""
+    in_time = True
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            in_time = False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return in_time
+
+
+# -- for the tests and benchmarks, which start the stack as a user would -----------------
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (for test and benchmark servers)."""
+    """A TCP port on 127.0.0.1 that is free now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped counts as dead)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = _stat_fields(int(stat.parent.name))
+        if fields is not None and int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 180) -> str:
+    """``manage.py ARGS`` in the repository with ``env``; its stdout, or RuntimeError."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+@contextlib.contextmanager
+def running_launcher(
+    env: dict[str, str], log: Path, timeout: float = 120
+) -> Iterator[subprocess.Popen]:
+    """``python -m luminide.launcher`` with ``env`` (its own ``LUMINIDE_PORT``), output in
+    ``log``, yielded once its web server answers; stopped (SIGTERM, then SIGKILL) on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "luminide.launcher"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        host, port = env.get("LUMINIDE_HOST", "127.0.0.1"), int(env["LUMINIDE_PORT"])
+        deadline = time.monotonic() + timeout
+        while not http_answers(host, port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                text = log.read_text(errors="replace")[-4000:]
+                raise RuntimeError(f"the embedded stack did not start:\n{text}")
+            time.sleep(0.3)
+        yield proc
+    finally:
+        stop_process_group(proc, 40)
 
 
 class Launcher:
@@ -201,27 +295,19 @@ class Launcher:
             pid_file,
         )
         deadline = time.monotonic() + 60
-        while not _http_answers(self.host, self.port):
+        while not http_answers(self.host, self.port):
             if time.monotonic() > deadline or self.children[-1][1].poll() is not None:
                 raise SystemExit("[launcher] the web server did not start; see its output above")
             time.sleep(0.2)
 
     def stop(self) -> None:
-        """SIGTERM every child's process group (web first, Redis last), then SIGKILL."""
+        """Stop every child's process group, web first, Redis last."""
         self.stopping = True
         for name, proc in reversed(self.children):
             if proc.poll() is None:
                 _log(f"stopping {name} (pid {proc.pid})")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    _log(f"{name} did not stop in {STOP_GRACE_SECONDS} s; killing it")
-            # Also whatever is left in its group (pool children, helpers).
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            if not stop_process_group(proc, STOP_GRACE_SECONDS):
+                _log(f"{name} did not stop in {STOP_GRACE_SECONDS} s; killed it")
         for pid_file in ("redis.pid", "web.pid"):
             with contextlib.suppress(FileNotFoundError):
                 (self.var / pid_file).unlink()

@@ -17,17 +17,14 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
-from luminide.launcher import free_port
+from luminide.launcher import free_port, manage, running_launcher
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -313,23 +310,9 @@ def bench_trial_overhead(n_trials: int = 10, timeout: float = 300) -> dict:
     for name in ("DATABASE_URL", "LUMINIDE_OPTUNA_STORAGE", "DJANGO_ALLOW_ASYNC_UNSAFE"):
         env.pop(name, None)
 
-    def manage(*args: str, timeout: float = 180) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
     log = root / "launcher.log"
-    proc = None
     try:
-        manage("migrate", "--noinput", "-v", "0")
+        manage(env, "migrate", "--noinput", "-v", "0")
         env["LUMINIDE_BENCH_FILES"] = json.dumps(
             {
                 "sweep.yaml": SWEEP_YAML,
@@ -337,55 +320,33 @@ def bench_trial_overhead(n_trials: int = 10, timeout: float = 300) -> dict:
                 "full.sh": OVERHEAD_SCRIPT,
             }
         )
-        manage("shell", "-c", SETUP)
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "luminide.launcher"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+        manage(env, "shell", "-c", SETUP)
+        with running_launcher(env, log) as proc:
+            # The first trial's overhead must not include the worker's own start-up.
+            deadline = time.monotonic() + 120
+            while " ready." not in (text := log.read_text(errors="replace")):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker did not start:\n{text[-3000:]}")
+                time.sleep(0.3)
+            manage(
+                env,
+                "sweep",
+                "--project",
+                "bench",
+                "--trials",
+                str(n_trials),
+                "--parallel",
+                "1",
+                "--seed",
+                "0",
+                "--wait",
+                "--timeout",
+                str(timeout),
+                timeout=timeout + 60,
             )
-        deadline = time.monotonic() + 120
-        url = f"http://127.0.0.1:{env['LUMINIDE_PORT']}/login/"
-        while True:
-            text = log.read_text(errors="replace")
-            if " ready." in text:
-                try:
-                    with urllib.request.urlopen(url, timeout=2):
-                        break
-                except OSError:
-                    pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the embedded stack did not start:\n{text[-3000:]}")
-            time.sleep(0.3)
-        manage(
-            "sweep",
-            "--project",
-            "bench",
-            "--trials",
-            str(n_trials),
-            "--parallel",
-            "1",
-            "--seed",
-            "0",
-            "--wait",
-            "--timeout",
-            str(timeout),
-            timeout=timeout + 60,
-        )
-        out = manage("shell", "-c", RESULTS)
+            out = manage(env, "shell", "-c", RESULTS)
         rows = json.loads(out.split("RESULTS", 1)[1])
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
         shutil.rmtree(root, ignore_errors=True)
 
     timed = [r for r in rows if r["process"] is not None and r["claimed"] is not None]

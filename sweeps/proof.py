@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import optuna
 import yaml
 from django.utils import timezone
 
+from luminide.launcher import stop_process_group
 from luminide.models import Project
 from sweeps import actions
 from sweeps.models import ACTIVE_STATES, Experiment, RunState
@@ -132,16 +132,6 @@ def _epoch_val_losses(history_csv: Path) -> list[float]:
     return [float(v) for v in per_epoch.to_numpy()]
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def run_pruner_baseline(
     project: Project,
     *,
@@ -194,7 +184,7 @@ def run_pruner_baseline(
                 outcome = optuna.trial.TrialState.COMPLETE
             if outcome is None:
                 time.sleep(0.5)
-        _stop(proc)
+        stop_process_group(proc, 10)
         finite = [v for v in losses[:reported] if math.isfinite(v)]
         if outcome == optuna.trial.TrialState.COMPLETE and finite:
             study.tell(trial, min(finite))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from luminide.launcher import free_port
+from luminide.launcher import child_pids, free_port, http_answers
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 TARGET_RATE = 300.0
@@ -67,17 +67,6 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"{what} did not come up within {timeout:.0f} s")
-
-
-def _http_ok(host: str, port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection(host, port, timeout=2)
-        conn.request("GET", "/v1/openapi.json")
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -161,7 +150,7 @@ def live_server(
             raise ValueError(f"server must be daphne or runserver, not {server!r}")
         web = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=log)
         procs.append(web)
-        _wait(lambda: _http_ok("127.0.0.1", port), 60, server)
+        _wait(lambda: http_answers("127.0.0.1", port), 60, server)
         yield LiveServer(f"http://127.0.0.1:{port}", "127.0.0.1", port, token, root, web.pid)
     finally:
         for proc in reversed(procs):
@@ -342,12 +331,9 @@ def _server_cpu(srv: LiveServer) -> float:
     if srv.pid is None:
         return 0.0
     ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(stat.parent.name) == srv.pid or int(fields[1]) == srv.pid:
+    for pid in (srv.pid, *child_pids(srv.pid)):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 

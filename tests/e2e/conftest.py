@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from luminide.launcher import free_port
+from luminide.launcher import free_port, manage, running_launcher
 
 # Actions such as creating a project (1,797 PNGs) or the first chart draw can exceed
 # Playwright's 5 s default on a busy 2-core machine; the assertions stay the same.
@@ -75,33 +70,7 @@ class Stack:
         return self.data_dir / "projects" / "demo"
 
     def manage(self, *args: str, timeout: float = 120) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"the launcher exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-4000:]}")
+        return manage(self.env, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -134,27 +103,10 @@ def luminide_stack():
         "from django.contrib.auth.models import User; "
         f"User.objects.create_superuser({STAFF[0]!r}, 'staff@example.org', {STAFF[1]!r})",
     )
-    with stack.log.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "luminide.launcher"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
     try:
-        _wait_http(stack.url + "/login/", proc, stack.log)
-        yield stack
+        with running_launcher(env, stack.log):
+            yield stack
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # the launcher stops its children
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
         if os.environ.get("LUMINIDE_E2E_KEEP"):
             print(f"e2e stack folder kept: {root}")
         else:

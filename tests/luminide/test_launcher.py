@@ -8,36 +8,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from luminide.launcher import free_port
+from luminide.launcher import child_pids, free_port, manage, process_alive, running_launcher
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def test_launcher_starts_and_stops_everything():
@@ -53,52 +32,31 @@ def test_launcher_starts_and_stops_everything():
     }
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True
-    )
+    manage(env, "migrate", "-v", "0")
     (root / "var").mkdir(exist_ok=True)
     (root / "var" / "redis.sock").write_text("stale")  # left by a killed run
     log = root / "launcher.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "luminide.launcher"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(log.read_text()[-3000:]) from None
-                time.sleep(0.3)
+    with running_launcher(env, log) as proc:
         # The banner follows the launcher's own HTTP probe, which may answer after ours.
+        deadline = time.monotonic() + 60
         while "demo / " not in (text := log.read_text()):
             assert time.monotonic() < deadline, text[-3000:]
             time.sleep(0.2)
         assert "removing stale socket" in text
         assert f"http://127.0.0.1:{port}/" in text
         pids = [int((root / "var" / f).read_text()) for f in ("redis.pid", "web.pid")]
-        deadline = time.monotonic() + 60
         while not (root / "var" / "worker.pid").exists():
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
         pids.append(int((root / "var" / "worker.pid").read_text()))
-        daphnes = _children(int((root / "var" / "web.pid").read_text()))
+        daphnes = child_pids(int((root / "var" / "web.pid").read_text()))
         assert len(daphnes) == 2, "LUMINIDE_WEB_PROCESSES=2 starts two daphne processes"
         pids += daphnes
-        assert all(_alive(p) for p in pids)
-    finally:
+        assert all(process_alive(p) for p in pids)
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
     assert rc == 0, log.read_text()[-3000:]
-    assert not any(_alive(p) for p in pids)
+    assert not any(process_alive(p) for p in pids)
     assert "all stopped" in log.read_text()
 
 
@@ -137,12 +95,12 @@ def test_serve_stops_all_and_fails_when_one_daphne_dies():
     )
     try:
         deadline = time.monotonic() + 30
-        while len(daphnes := _children(proc.pid)) < 2:
+        while len(daphnes := child_pids(proc.pid)) < 2:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.1)
         os.kill(daphnes[0], signal.SIGKILL)
         assert proc.wait(timeout=30) == 1
         assert b"a daphne process exited" in proc.stdout.read()
-        assert not _alive(daphnes[1])
+        assert not process_alive(daphnes[1])
     finally:
         proc.kill()

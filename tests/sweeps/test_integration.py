@@ -7,13 +7,13 @@ The worker sees the rows because the test DB is a file and these tests commit
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
+from luminide.launcher import process_alive
 from luminide.models import ComputeNode
 from sweeps.actions import do_cancel_experiment, do_start_experiment
 from sweeps.models import ACTIVE_STATES, Experiment, RunState, Trial
@@ -31,14 +31,6 @@ SLEEPER = (
     "open('started', 'w').write('1')\n"
     "time.sleep(600)\n"
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _finished(experiment: Experiment) -> Experiment | None:
@@ -86,7 +78,7 @@ def test_cancel_through_the_worker(celery_worker, owner):
     trial = experiment.trials.get()
     pid = wait_for(lambda: Trial.objects.get(pk=trial.pk).pid, 10, "the pid")
     do_cancel_experiment(experiment)
-    wait_for(lambda: not _alive(pid), 15, "the process group to stop")
+    wait_for(lambda: not process_alive(pid), 15, "the process group to stop")
     trial.refresh_from_db()
     assert trial.state == RunState.CANCELLED
     wait_for(
@@ -127,4 +119,4 @@ def test_sigkilled_worker_is_detected_by_heartbeat(celery_worker, start_worker, 
     assert trial.state == RunState.FAILED
     assert trial.failure_reason.startswith("lost worker"), trial.failure_reason
     assert ComputeNode.objects.get(hostname=doomed.name).state == ComputeNode.State.OFFLINE
-    wait_for(lambda: not _alive(pid), 15, "the orphaned training process to be stopped")
+    wait_for(lambda: not process_alive(pid), 15, "the orphaned training process to be stopped")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
+from luminide.launcher import process_alive
 from sweeps.actions import do_cancel_experiment
 from sweeps.models import Experiment, RunState
 from sweeps.runner import run_trial
@@ -36,15 +36,6 @@ with open("history.csv", "w") as fh:
         fh.write(f"{i},{e},50,,,{0.5 / (e + 1)}\\n"); i += 1
     fh.write(f"{i},2,10,0.1,,")  # unterminated last line: taken at exit
 """
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for init to reap it counts as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _project(owner, **files):
@@ -178,7 +169,7 @@ def test_cancel_stops_the_process_group(owner):
     assert time.monotonic() - started < 30
     child = int((experiment.output_dir / "child.pid").read_text())
     time.sleep(0.2)
-    assert not _alive(child)  # the script's own child is gone too
+    assert not process_alive(child)  # the script's own child is gone too
     assert (
         "stopping the training process (cancelled)"
         in (experiment.output_dir / "log.txt").read_text()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
+import re
 
 import pytest
 import yaml
+from django.core.management import CommandError, call_command
 
 from luminide.models import ComputeNode
-from sweeps.models import RunState, Trial
+from sweeps.models import Experiment, RunState, Trial
 from sweeps.sweep import do_start_sweep
 from tests.factories import wait_for
 
@@ -84,3 +87,29 @@ def test_trial_of_a_killed_worker_is_retried_on_another(project, celery_worker, 
     assert trial.node.hostname == celery_worker.name
     assert ComputeNode.objects.get(hostname=victim.name).state == ComputeNode.State.OFFLINE
     assert exp.state == RunState.COMPLETE
+
+
+def test_sweep_command_waits_and_reports_each_trial(project, celery_worker):
+    (project.code_dir / "full.sh").write_text(TINY_FULL)
+    out = io.StringIO()
+    call_command(
+        "sweep", "--project", project.slug, "--trials", "2", "--seed", "0",
+        "--wait", "--timeout", "240", stdout=out,
+    )  # fmt: skip
+    text = out.getvalue()
+    exp = Experiment.objects.get(project=project)
+    assert f"{project.slug}/{exp.name}: sweep of 2 trials queued" in text
+    assert re.search(r"^trial 0: complete value \d", text, re.M), text
+    assert re.search(r"^trial 1: complete value \d", text, re.M), text
+    assert f"{exp.name} complete; best objective {exp.best_value:.4g}" in text
+    assert f"tuned config: {exp.output_dir / 'config-tuned.yaml'}" in text
+
+    # An invalid sweep.yaml is refused with its line and parameter; nothing new starts.
+    (project.code_dir / "sweep.yaml").write_text(
+        "parameters:\n  lr: {distribution: log_uniform, min: 0.5, max: 0.01}\n"
+    )
+    with pytest.raises(CommandError, match=r"sweep.yaml line 2.*'lr'"):
+        call_command("sweep", "--project", project.slug, "--trials", "2", stdout=out)
+    with pytest.raises(CommandError, match="--project: no project 'missing'"):
+        call_command("sweep", "--project", "missing", "--trials", "2")
+    assert Experiment.objects.filter(project=project).count() == 1

@@ -74,7 +74,7 @@ def prefix_from_frame(df: pd.DataFrame) -> Prefix:
     Raises:
         ValueError: The frame has no rows, or lacks ``epoch`` or a validation column.
     """
-    cols = df.columns
+    cols = df.columns.tolist()  # a list: iterating a pandas Index costs more than the work
     if "epoch" not in cols or ("val_loss" not in cols and "epoch_val_loss" not in cols):
         raise ValueError(
             "history frame needs columns 'epoch' and 'val_loss' (or 'epoch_val_loss'); "
@@ -90,7 +90,7 @@ def prefix_from_frame(df: pd.DataFrame) -> Prefix:
         get = {c: arr[:, i] for i, c in enumerate(cols)}
     except (TypeError, ValueError):
         get = {c: df[c].to_numpy(np.float64) for c in _USED if c in cols}
-    nan = np.full(n, np.nan)
+    nan = np.full(n, np.nan)  # shared by the absent columns; features() never writes to it
     epoch = get["epoch"]
     if np.isnan(epoch).any():
         raise ValueError("history frame has rows without an epoch")
@@ -116,6 +116,12 @@ def _mean(a: np.ndarray) -> float:
 def _std(a: np.ndarray) -> float:
     d = a - a.sum() / len(a)
     return math.sqrt(float((d * d).sum()) / len(a))
+
+
+def _median(a: np.ndarray) -> float:
+    s = np.sort(a)
+    h = len(s) // 2
+    return float(s[h]) if len(s) % 2 else float(s[h - 1] + s[h]) / 2
 
 
 def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray | None, float, bool]:
@@ -144,9 +150,9 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
         _, inv = np.unique(epoch, return_inverse=True)
         n_ep = int(inv.max()) + 1
     # Work on the (few) rows that hold each kind of value rather than on all rows.
-    ti = np.flatnonzero(~np.isnan(train))
-    vi = np.flatnonzero(~np.isnan(val))
-    ei = np.flatnonzero(~np.isnan(ev))
+    ti = (~np.isnan(train)).nonzero()[0]
+    vi = (~np.isnan(val)).nonzero()[0]
+    ei = (~np.isnan(ev)).nonzero()[0]
     tr_v, va_v, ev_v = train[ti], val[vi], ev[ei]
     if np.isinf(tr_v).any() or np.isinf(va_v).any() or np.isinf(ev_v).any():
         return None, math.inf, True
@@ -168,10 +174,10 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
         np.bincount(t_inv, weights=tr_v, minlength=n_ep), np.bincount(t_inv, minlength=n_ep)
     )
     has_ev = len(ei) > 0
-    end_idx = np.flatnonzero(end)
+    end_idx = end.nonzero()[0]
     if has_ev:
         # Epochs after the last one with a full validation loss are still running.
-        n_use = int(np.flatnonzero(ev_cnt)[-1]) + 1
+        n_use = int(ev_cnt.nonzero()[0][-1]) + 1
         if len(end_idx) and int(inv[end_idx[-1]]) >= n_use:
             # An epoch-end row was written after the last finite value: NaN, i.e. diverged.
             return None, math.inf, True
@@ -198,7 +204,7 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
     if not fin[-1] and not t_fin.any() and rows[-1] > 0 and fin[: n_use - 1].any():
         return None, math.inf, True
     v = v_ep[fin]
-    e_idx = np.flatnonzero(fin)
+    e_idx = fin.nonzero()[0]
     if (v < 0).any():
         # Logs of ratios need positive values; fall back to the level itself.
         return None, float(v.min()), False
@@ -220,7 +226,7 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
     x[f["val_last_vs_best"]] = lv[-1] - lmin
     x[f["val_argmin_pos"]] = (int(lv.argmin()) + 1) / k
     if k >= 2:
-        d = np.diff(lv)
+        d = lv[1:] - lv[:-1]  # np.diff and np.median cost more in overhead than in work here
         x[f["val_slope_1"]] = d[-1]
         j = min(3, k - 1)
         x[f["val_slope_3"]] = (lv[-1] - lv[-1 - j]) / j
@@ -241,7 +247,7 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
             x[f["val_extrap_total"]] = a + bb * math.log(max(total_epochs, n_use)) - lmin
     if k >= 3:
         x[f["val_curvature"]] = lv[-1] - 2 * lv[-2] + lv[-3]
-        x[f["val_epoch_noise"]] = _std(np.diff(lv))
+        x[f["val_epoch_noise"]] = _std(d)
     # Noise of the validation minibatches around their epoch mean (relative).
     multi = vm_cnt[:n_use] >= 2
     if multi.any():
@@ -249,7 +255,7 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
         sq = np.bincount(inv[vmi], weights=va_mb * va_mb, minlength=n_ep)[:n_use][multi]
         mean = vm_mean[:n_use][multi]
         rel = np.sqrt(np.maximum(sq / cnt - mean**2, 0.0)) / np.maximum(np.abs(mean), 1e-300)
-        x[f["val_mb_noise"]] = float(np.median(rel))
+        x[f["val_mb_noise"]] = _median(rel)
     x[f["val_is_epoch_level"]] = float(has_ev)
     x[f["has_intra_rows"]] = float(rows_mb.max() > 1)
     if t_fin.any():
@@ -294,5 +300,5 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
                     (_mean(lastep[-q:]) + ieps) / (_mean(lastep[:q]) + ieps)
                 )
                 ll = np.log(lastep + ieps)
-                x[f["train_mb_noise"]] = _std(np.diff(ll))
+                x[f["train_mb_noise"]] = _std(ll[1:] - ll[:-1])
     return x, cur_best, False

@@ -549,6 +549,8 @@ def _db_float(v: float) -> float | None:
 
 def _store_epochs(trial: Trial, completed: list[int], rows: HistoryArrays | None = None) -> None:
     """Per-epoch summaries of ``completed`` epochs; Early Ranking score of the last one."""
+    # A batch from the first row holds the whole prefix: score it without reading it back.
+    whole = rows if rows is not None and rows.seq[0] == 0 else None
     if rows is None:
         rows = read_trial_history(trial, min_epoch=min(completed))
     summaries = epoch_summaries(rows, completed)
@@ -568,7 +570,7 @@ def _store_epochs(trial: Trial, completed: list[int], rows: HistoryArrays | None
     # reads the whole prefix); a live tail completes one epoch per read, so every epoch
     # gets its score there.
     last = max(completed)
-    score = _score_prefix(trial, last)
+    score = _score_prefix(trial, last, whole)
     if score is not None:
         TrialEpoch.objects.filter(trial=trial, epoch=last).update(score=_db_float(score))
         trial.score = _db_float(score)
@@ -617,15 +619,18 @@ def _get_ranker():
     return state["ranker"]
 
 
-def _score_prefix(trial: Trial, last_epoch: int) -> float | None:
+def _score_prefix(trial: Trial, last_epoch: int, rows: HistoryArrays | None = None) -> float | None:
+    """Early Ranking score of the trial's history up to ``last_epoch`` (all stored rows,
+    or ``rows`` when the caller holds them from the first row on)."""
     ranker = _get_ranker()
     if ranker is None:
         return None
-    rows = read_trial_history(trial)
-    df = rows.to_frame()
-    df = df[df["epoch"] <= last_epoch]
+    if rows is None:
+        rows = read_trial_history(trial)
+    if rows.epoch.max() > last_epoch:
+        rows = rows.slice(rows.epoch <= last_epoch)
     try:
-        return float(ranker.score(df))
+        return float(ranker.score(rows.to_frame()))
     except Exception:  # a ranker bug must not break ingestion; the score stays empty
         log.exception("Early Ranking failed for %s epoch %s", trial, last_epoch)
         return None

@@ -648,6 +648,7 @@ def parse_history_bulk(text: str | bytes):
     (wrong field counts, blank or CR lines, non-integer epochs/steps, parse errors, a partial
     last line): the caller then uses ``read_history(errors="skip")``, which names bad lines.
     """
+    import csv
     import io
 
     import pandas as pd
@@ -661,13 +662,11 @@ def parse_history_bulk(text: str | bytes):
     header_line = raw[: nl + 1].decode("utf-8", errors="replace")
     empty = read_history(io.StringIO(header_line))  # header checks, output columns
     header = [h.strip() for h in header_line.rstrip("\r\n").split(",")]
-    # Field counts without a pass in Python: the C parser below raises on any line with too
-    # many fields, so when the body's comma total is exactly lines x (fields - 1) no line has
-    # too few either (a blank line has none). CR line ends go to the careful path.
-    lines = raw.count(b"\n") - 1
-    if lines < 1 or b"\r" in raw:
+    if b"\r" in raw:  # CR line ends go to the careful path
         return None
-    if raw.count(b",") - header_line.count(",") != lines * (len(header) - 1):
+    # pandas reads one extra field on the first line as an index instead of refusing it.
+    fields = len(header)
+    if raw[nl + 1 : raw.find(b"\n", nl + 1)].count(b",") != fields - 1:
         return None
     known = [c for c in empty.columns if c in header]
     names = [h if h in known and header.index(h) == i else f"_c{i}" for i, h in enumerate(header)]
@@ -681,10 +680,14 @@ def parse_history_bulk(text: str | bytes):
             keep_default_na=False,
             na_values=list(_NAN_WORDS),
             skip_blank_lines=False,
+            quoting=csv.QUOTE_NONE,  # one line, one row: a quote is just a bad character
         )
     except (ValueError, pd.errors.ParserError):
         return None
-    if len(df) != lines:
+    # Field counts without a pass in Python: the C parser raises on any later line with too
+    # many fields, and keeps every line as a row (blank ones too, no quoting), so when the
+    # body's comma total is exactly rows x (fields - 1) no line has too few either.
+    if raw.count(b",") - header_line.count(",") != len(df) * (fields - 1):
         return None
     out = {}
     for col in empty.columns:

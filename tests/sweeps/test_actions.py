@@ -182,6 +182,26 @@ def test_ingest_scores_completed_epochs_with_the_ranker(project, sent, monkeypat
     assert trial.score == 1.5
 
 
+def test_one_batch_and_streamed_ingest_store_the_same_scores(project, tmp_path):
+    """A bulk ingest scores the rows it holds; a streamed one reads the prefix back."""
+    from ranking import EarlyRanker, read_history
+    from sweeps.management.commands.bench import generate_history
+
+    path = tmp_path / "history.csv"
+    generate_history(path, rows=3000, epochs=6)
+    text = path.read_text()
+    header, *lines = text.splitlines(keepends=True)
+    whole = factories.make_experiment(project).trials.get()
+    do_ingest_history(whole, text)
+    streamed = factories.make_experiment(project).trials.get()
+    for start in range(0, len(lines), 700):
+        do_ingest_history(streamed, header + "".join(lines[start : start + 700]))
+    scores = [list(t.epochs.values_list("epoch", "score")) for t in (whole, streamed)]
+    assert scores[0][-1] == scores[1][-1]
+    expected = EarlyRanker.load().score(read_history(path))
+    assert scores[0][-1] == (5, pytest.approx(expected, rel=1e-12))
+
+
 def test_ingest_without_ranker_leaves_scores_empty(project, monkeypatch):
     import time
 

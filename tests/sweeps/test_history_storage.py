@@ -224,6 +224,12 @@ def test_bulk_parse_matches_read_history(text):
         LAYOUT3_HEADER + "0,0.5,32,1,,\n",  # non-integer epoch
         LAYOUT3_HEADER + "0,0,32,1.0,,\r\n",  # CR line ends
         LAYOUT3_HEADER + "0,0,32,1.0,,\n1,0,6",  # partial last line
+        # Comma totals that match while the fields do not: a quoted comma, or one extra
+        # field on the first line (which pandas would take as an index), plus a short line.
+        LAYOUT3_HEADER + '"0,0",0,32,1,,\n1,0,64,1,\n',
+        LAYOUT3_HEADER + "0,0,32,1,,,x\n1,0,64,1,\n",
+        LAYOUT3_HEADER + '0,0,32,"1.0\n",,\n1,0,64,1,,\n',  # quoted line break
+        LAYOUT3_HEADER,  # header only
     ],
 )
 def test_bulk_parse_declines_anything_unusual(text):

@@ -236,13 +236,34 @@ def test_bulk_parse_declines_anything_unusual(text):
     assert parse_history_bulk(text) is None
 
 
+@pytest.mark.parametrize(
+    "step",
+    [
+        np.tile(np.r_[np.arange(99), -1], 30),  # iter with epoch-end rows
+        np.tile(np.r_[np.arange(1, 99) * 32, 3130, 3130], 30),  # sample_count, short last batch
+        np.r_[5, 2**40, -(2**40), np.arange(2000)],  # jumps, then one long run
+        np.arange(2),
+        np.array([7]),
+    ],
+)
+def test_steps_encode_as_arithmetic_runs_and_round_trip(step):
+    n = len(step)
+    rows = HistoryArrays(
+        np.arange(n), np.zeros(n, np.int64), step, *np.full((3, n), np.nan), step_column="iter"
+    )
+    blob = encode_chunk(rows)
+    np.testing.assert_array_equal(decode_chunk(blob).step, step)
+    if n > 100:
+        assert len(blob) < n  # a few runs, not 4 bytes a row
+
+
 @pytest.mark.parametrize("step", [7, 2**40])
 def test_chunk_encoding_dense_sparse_and_wide_steps(step):
     n = 1000
     rows = HistoryArrays(
         seq=np.arange(n),
         epoch=np.repeat([3, 4, 9], [300, 300, 400]),
-        step=np.full(n, step),
+        step=np.random.default_rng(0).integers(0, step, n),  # no runs: plain int32 / int64
         train_loss=np.linspace(1, 2, n),
         val_loss=np.where(np.arange(n) % 10 == 0, 0.5, np.nan),
         epoch_val_loss=np.full(n, np.nan),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ranking._features import N_FEATURES, Prefix, features
+from ranking._features import Prefix, features, features_many
 
 __all__ = ["VIEWS", "RunData", "make_rows", "prefix_epochs", "run_views"]
 
@@ -134,8 +134,9 @@ def make_rows(
         seed: For the known-total draw.
     """
     rng = np.random.default_rng(seed)
-    X: list[np.ndarray] = []
-    meta: list[tuple[float, float, int, str, str, int, float, float]] = []
+    prefixes: list[Prefix] = []
+    totals: list[float | None] = []
+    meta: list[tuple[float, int, str, str, int, float]] = []
     for r in runs:
         ks: dict[int, float] = {}
         for f in fractions:
@@ -150,23 +151,23 @@ def make_rows(
                 q = cut(p, k)
                 if len(q.epoch) == 0:
                     continue  # run stopped (diverged) before k epochs
-                tot = float(r.total_epochs) if rng.random() < known_total else None
-                x, b, _ = features(q, tot)
-                X.append(x if x is not None else np.full(N_FEATURES, np.nan))
-                meta.append((b, r.outcome[view], r.run_id, r.task, view, k, f, tot or np.nan))
+                prefixes.append(q)
+                totals.append(float(r.total_epochs) if rng.random() < known_total else None)
+                meta.append((r.outcome[view], r.run_id, r.task, view, k, f))
     if not meta:
         raise ValueError("no rows")
+    X, best, _ = features_many(prefixes, totals)
     cols = list(zip(*meta, strict=True))
     return Rows(
-        X=np.vstack(X),
-        best=np.asarray(cols[0], np.float64),
-        outcome=np.asarray(cols[1], np.float64),
-        run_id=np.asarray(cols[2], np.int64),
-        task=np.asarray(cols[3], dtype=object),
-        view=np.asarray(cols[4], dtype=object),
-        k=np.asarray(cols[5], np.int64),
-        fraction=np.asarray(cols[6], np.float64),
-        total=np.asarray(cols[7], np.float64),
+        X=X,
+        best=best,
+        outcome=np.asarray(cols[0], np.float64),
+        run_id=np.asarray(cols[1], np.int64),
+        task=np.asarray(cols[2], dtype=object),
+        view=np.asarray(cols[3], dtype=object),
+        k=np.asarray(cols[4], np.int64),
+        fraction=np.asarray(cols[5], np.float64),
+        total=np.asarray([t or np.nan for t in totals], np.float64),
     )
 
 

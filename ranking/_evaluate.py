@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ranking._dataset import Rows, RunData, cut, make_rows, prefix_epochs
-from ranking._features import Prefix, features
+from ranking._features import Prefix, features_many
 
 __all__ = ["EVAL_FRACTIONS", "baseline_scores", "evaluate", "sweep_metrics"]
 
@@ -167,18 +167,10 @@ def evaluate(
         for f in fractions:
             per: dict[str, list[float]] = {m: [] for m in METHODS}
             truth: list[float] = []
-            Xs, X0s, bs = [], [], []
-            nanrow = np.full(train_rows.X.shape[1], np.nan)
-            for r in test:
-                k = prefix_epochs(r.total_epochs, f)
-                q = cut(r.views[view], k)
-                x, b, x0 = None, math.inf, None
-                if len(q.epoch):
-                    x, b, _ = features(q, float(r.total_epochs))
-                    x0 = features(q, None)[0]
-                Xs.append(x if x is not None else nanrow)
-                X0s.append(x0 if x0 is not None else nanrow)
-                bs.append(b)
+            qs = [cut(r.views[view], prefix_epochs(r.total_epochs, f)) for r in test]
+            X, best, _ = features_many(qs, [float(r.total_epochs) for r in test])
+            X0 = features_many(qs, [None] * len(qs))[0]
+            for r, q in zip(test, qs, strict=True):
                 base = (
                     baseline_scores(q, r.total_epochs)
                     if len(q.epoch)
@@ -188,8 +180,8 @@ def evaluate(
                     per[m].append(base[m])
                 truth.append(r.outcome[view])
             pred = ranker.predict_features  # type: ignore[attr-defined]
-            per["ranker"] = list(pred(np.vstack(Xs), np.asarray(bs)))
-            per["ranker_no_total"] = list(pred(np.vstack(X0s), np.asarray(bs)))
+            per["ranker"] = list(pred(X, best))
+            per["ranker_no_total"] = list(pred(X0, best))
             t = np.asarray(truth)
             for m in METHODS:
                 s = np.asarray(per[m], dtype=np.float64)

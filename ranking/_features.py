@@ -1,20 +1,24 @@
-"""Scale-free features of a history prefix, computed with numpy only (fast).
+"""Scale-free features of history prefixes, computed with whole-batch numpy (fast).
 
 Every feature is invariant to multiplying the validation (and train) values by a constant:
 levels are logs of ratios to the run's own early losses, slopes are differences of logs.
 That is what lets a model trained on one set of tasks rank runs of tasks it never saw, with
 the validation column holding a loss or an error rate alike.
+
+:func:`features_many` computes a batch at once: a few hundred numpy calls per batch rather
+than per history, whose call overhead dominated when each history was done on its own.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FEATURE_NAMES", "Prefix", "features", "prefix_from_frame"]
+__all__ = ["FEATURE_NAMES", "Prefix", "features", "features_many", "prefix_from_frame"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "n_epochs",
@@ -74,11 +78,11 @@ def prefix_from_frame(df: pd.DataFrame) -> Prefix:
     Raises:
         ValueError: The frame has no rows, or lacks ``epoch`` or a validation column.
     """
-    cols = df.columns.tolist()  # a list: iterating a pandas Index costs more than the work
+    # Index.tolist() on pandas 3 string columns costs more than going through object.
+    cols = df.columns.to_numpy(object).tolist()
     if "epoch" not in cols or ("val_loss" not in cols and "epoch_val_loss" not in cols):
         raise ValueError(
-            "history frame needs columns 'epoch' and 'val_loss' (or 'epoch_val_loss'); "
-            f"got {list(cols)}"
+            f"history frame needs columns 'epoch' and 'val_loss' (or 'epoch_val_loss'); got {cols}"
         )
     n = len(df)
     if n == 0:
@@ -86,46 +90,25 @@ def prefix_from_frame(df: pd.DataFrame) -> Prefix:
     # One conversion for all columns: each df[col] costs tens of microseconds in pandas 3,
     # which matters at thousands of histories per second.
     try:
-        arr = df.to_numpy(dtype=np.float64)
-        get = {c: arr[:, i] for i, c in enumerate(cols)}
+        get = dict(zip(cols, df.to_numpy(dtype=np.float64).T, strict=True))
     except (TypeError, ValueError):
         get = {c: df[c].to_numpy(np.float64) for c in _USED if c in cols}
-    nan = np.full(n, np.nan)  # shared by the absent columns; features() never writes to it
     epoch = get["epoch"]
-    if np.isnan(epoch).any():
+    if math.isnan(epoch.min()):
         raise ValueError("history frame has rows without an epoch")
     step = get.get("iter")
     end = step == -1 if step is not None else np.zeros(n, dtype=bool)
-    train = get.get("train_loss", nan)
-    val = get.get("val_loss", nan)
-    ev = get.get("epoch_val_loss", nan)
+    train, val, ev = get.get("train_loss"), get.get("val_loss"), get.get("epoch_val_loss")
+    if train is None or val is None or ev is None:
+        blank = np.full(n, np.nan)  # shared by the absent columns; never written to
+        train = blank if train is None else train
+        val = blank if val is None else val
+        ev = blank if ev is None else ev
     return Prefix(epoch, end, train, val, ev)
 
 
-def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a / b with NaN where b == 0 (np.errstate costs more than the division here)."""
-    out = np.full(len(a), np.nan)
-    np.divide(a, b, out=out, where=b > 0)
-    return out
-
-
-def _mean(a: np.ndarray) -> float:
-    return float(a.sum()) / len(a)
-
-
-def _std(a: np.ndarray) -> float:
-    d = a - a.sum() / len(a)
-    return math.sqrt(float((d * d).sum()) / len(a))
-
-
-def _median(a: np.ndarray) -> float:
-    s = np.sort(a)
-    h = len(s) // 2
-    return float(s[h]) if len(s) % 2 else float(s[h - 1] + s[h]) / 2
-
-
 def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray | None, float, bool]:
-    """Compute the feature vector of one history prefix.
+    """Compute the feature vector of one history prefix (see :func:`features_many`).
 
     Args:
         p: The history arrays.
@@ -133,172 +116,323 @@ def features(p: Prefix, total_epochs: float | None = None) -> tuple[np.ndarray |
 
     Returns:
         ``(x, current_best, diverged)``: ``x`` is a float64 vector of ``N_FEATURES`` (NaN for
-        features that do not apply), or None when the history cannot be scored (diverged or
-        no finite validation value); ``current_best`` is the best validation value so far in
-        the history's units (the level that the model's prediction multiplies).
+        features that do not apply), or None when the history cannot be scored.
     """
-    train, val, ev, end = p.train, p.val, p.epoch_val, p.end
-    epoch = p.epoch
-    n = len(epoch)
-    # Epoch numbers are normally sorted; np.unique also copes with files that are not.
-    chg = epoch[1:] != epoch[:-1]
-    if n > 1 and (epoch[1:] >= epoch[:-1]).all():
-        inv = np.zeros(n, dtype=np.int64)
-        np.cumsum(chg, out=inv[1:])
-        n_ep = int(inv[-1]) + 1
-    else:
-        _, inv = np.unique(epoch, return_inverse=True)
-        n_ep = int(inv.max()) + 1
-    # Work on the (few) rows that hold each kind of value rather than on all rows.
-    ti = (~np.isnan(train)).nonzero()[0]
-    vi = (~np.isnan(val)).nonzero()[0]
-    ei = (~np.isnan(ev)).nonzero()[0]
-    tr_v, va_v, ev_v = train[ti], val[vi], ev[ei]
-    if np.isinf(tr_v).any() or np.isinf(va_v).any() or np.isinf(ev_v).any():
-        return None, math.inf, True
-    # An epoch-end row's val_loss (epoch-level files) is that epoch's full validation loss.
-    vi_end = end[vi]
-    if vi_end.any():
-        extra = vi[vi_end]
-        extra = extra[np.isnan(ev[extra])]
-        ei = np.concatenate([ei, extra])
-        ev_v = np.concatenate([ev_v, val[extra]])
-    vmi = vi[~vi_end]
-    va_mb = val[vmi]
-    ev_cnt = np.bincount(inv[ei], minlength=n_ep)
-    ev_mean = _div(np.bincount(inv[ei], weights=ev_v, minlength=n_ep), ev_cnt)
-    vm_cnt = np.bincount(inv[vmi], minlength=n_ep)
-    vm_mean = _div(np.bincount(inv[vmi], weights=va_mb, minlength=n_ep), vm_cnt)
-    t_inv = inv[ti]
-    tr_mean = _div(
-        np.bincount(t_inv, weights=tr_v, minlength=n_ep), np.bincount(t_inv, minlength=n_ep)
-    )
-    has_ev = len(ei) > 0
-    end_idx = end.nonzero()[0]
-    if has_ev:
-        # Epochs after the last one with a full validation loss are still running.
-        n_use = int(ev_cnt.nonzero()[0][-1]) + 1
-        if len(end_idx) and int(inv[end_idx[-1]]) >= n_use:
-            # An epoch-end row was written after the last finite value: NaN, i.e. diverged.
-            return None, math.inf, True
-        v_ep = np.where(ev_cnt[:n_use] > 0, ev_mean[:n_use], vm_mean[:n_use])
-    else:
-        n_use = n_ep
-        v_ep = vm_mean
-    t_ep = tr_mean[:n_use]
-    rows = np.bincount(inv, minlength=n_ep)[:n_use]
-    rows_mb = rows - np.bincount(inv[end_idx], minlength=n_ep)[:n_use]
+    X, best, diverged = features_many([p], [total_epochs])
+    x = X[0]
+    return (None if np.isnan(x[0]) else x), float(best[0]), bool(diverged[0])
 
-    fin = ~np.isnan(v_ep)
-    if not fin.any():
-        # Rows but no finite validation value: NaN losses (a diverged run) or nothing logged.
-        return None, math.inf, True
-    t_fin = ~np.isnan(t_ep)
-    if t_fin.any():
-        # NaN is also how a blank cell reads, so divergence shows as the train loss going
-        # missing in an epoch that still logs rows, after earlier epochs had values.
-        if not t_fin[-1] and rows[-1] > 0:
-            return None, math.inf, True
-    elif not fin[-1] and has_ev:
-        return None, math.inf, True  # validation-only log whose last epoch value is NaN
-    if not fin[-1] and not t_fin.any() and rows[-1] > 0 and fin[: n_use - 1].any():
-        return None, math.inf, True
-    v = v_ep[fin]
-    e_idx = fin.nonzero()[0]
-    if (v < 0).any():
-        # Logs of ratios need positive values; fall back to the level itself.
-        return None, float(v.min()), False
-    cur_best = float(v.min())
-    eps = 1e-4 * max(abs(float(v[0])), 1e-30)
-    lv = np.log(v + eps)
-    k = len(lv)
-    x = np.full(N_FEATURES, np.nan)
-    f = _IDX
-    x[f["n_epochs"]] = n_use
-    x[f["log_n_epochs"]] = math.log(n_use)
-    if total_epochs is not None and total_epochs > 0:
-        x[f["frac_seen"]] = n_use / total_epochs
-        x[f["log_remaining"]] = math.log(max(total_epochs, n_use) / n_use)
-    lv0 = lv[0]
-    lmin = lv.min()
-    x[f["val_last_vs_first"]] = lv[-1] - lv0
-    x[f["val_best_vs_first"]] = lmin - lv0
-    x[f["val_last_vs_best"]] = lv[-1] - lmin
-    x[f["val_argmin_pos"]] = (int(lv.argmin()) + 1) / k
-    if k >= 2:
-        d = lv[1:] - lv[:-1]  # np.diff and np.median cost more in overhead than in work here
-        x[f["val_slope_1"]] = d[-1]
-        j = min(3, k - 1)
-        x[f["val_slope_3"]] = (lv[-1] - lv[-1 - j]) / j
-        x[f["val_frac_increase"]] = float((d > 0).sum()) / len(d)
-        # Power law in epochs: log v = a + b log(epoch + 1).
-        t = np.log(e_idx + 1.0)
-        tm = _mean(t)
-        lm = _mean(lv)
-        var = ((t - tm) ** 2).sum()
-        b = float(((t - tm) * (lv - lm)).sum() / var)
-        a = lm - b * tm
-        x[f["val_powerlaw_b"]] = b
-        x[f["val_powerlaw_resid"]] = math.sqrt(_mean((a + b * t - lv) ** 2))
-        bb = min(b, 0.0)
-        x[f["val_extrap_2x"]] = a + bb * math.log(2 * n_use) - lmin
-        x[f["val_extrap_10x"]] = a + bb * math.log(10 * n_use) - lmin
-        if total_epochs is not None and total_epochs > 0:
-            x[f["val_extrap_total"]] = a + bb * math.log(max(total_epochs, n_use)) - lmin
-    if k >= 3:
-        x[f["val_curvature"]] = lv[-1] - 2 * lv[-2] + lv[-3]
-        x[f["val_epoch_noise"]] = _std(d)
+
+#: Rows per internal batch: bounds memory, and 512 KB arrays stay in a core's L2 cache.
+_BATCH_ROWS = 1 << 16
+
+
+def features_many(
+    prefixes: Sequence[Prefix], totals: Sequence[float | None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compute the feature vectors of many history prefixes at once.
+
+    Args:
+        prefixes: The history arrays.
+        totals: Each run's full length in epochs when known (``frac_seen``), else None.
+
+    Returns:
+        ``(X, best, diverged)``: ``X`` is ``(n, N_FEATURES)`` float64 (NaN for features that
+        do not apply) with an all-NaN row where a history cannot be scored (diverged, no
+        finite validation value, negative values, no rows); ``best`` is the best validation
+        value so far in the history's units (the level the model's prediction multiplies),
+        ``inf`` where diverged; ``diverged`` is a bool per history.
+    """
+    n = len(prefixes)
+    if len(totals) != n:
+        raise ValueError(f"got {n} prefixes but {len(totals)} totals")
+    tot = np.array([np.nan if t is None else t for t in totals], dtype=np.float64)
+    tot[~(tot > 0)] = np.nan  # a length that is not positive is as good as unknown
+    X = np.full((n, N_FEATURES), np.nan)
+    best = np.full(n, np.inf)
+    diverged = np.ones(n, dtype=bool)
+    lens = np.array([len(p.epoch) for p in prefixes], dtype=np.int64)
+    rows = lens.cumsum()
+    # Empty groups divide 0 by 0 and features that do not apply come out as NaN on purpose.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        i = 0
+        while i < n:
+            limit = (rows[i - 1] if i else 0) + _BATCH_ROWS
+            j = max(i + 1, int(np.searchsorted(rows, limit, side="right")))
+            _batch(prefixes[i:j], lens[i:j], tot[i:j], X[i:j], best[i:j], diverged[i:j])
+            i = j
+    return X, best, diverged
+
+
+def _segments(h: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, first and last position of each history's items in ``h`` (sorted history ids).
+
+    The positions of a history without items are meaningless (possibly out of range).
+    """
+    c = np.bincount(h, minlength=n)
+    e = c.cumsum()
+    return c, e - c, e - 1
+
+
+def _std(a: np.ndarray, h: np.ndarray, n: int) -> np.ndarray:
+    """Population std of each history's items (NaN where none)."""
+    c = np.bincount(h, minlength=n)
+    d = a - (np.bincount(h, weights=a, minlength=n) / c)[h]
+    return np.sqrt(np.bincount(h, weights=d * d, minlength=n) / c)
+
+
+def _median(a: np.ndarray, h: np.ndarray, n: int) -> np.ndarray:
+    """Median of each history's items (NaN where none)."""
+    if not len(a):
+        return np.full(n, np.nan)
+    s = a[np.lexsort((a, h))]
+    c, s0, _ = _segments(h, n)
+    lo = s0 + (c - 1) // 2  # the same item as hi for an odd count: (x + x) / 2 == x
+    hi = np.minimum(s0 + c // 2, len(a) - 1)
+    return np.where(c > 0, (s[lo] + s[hi]) / 2, np.nan)
+
+
+def _quarter_trend(a: np.ndarray, h: np.ndarray, n: int, eps: np.ndarray) -> np.ndarray:
+    """log of the mean of the last over the first quarter of each history's items (>= 4)."""
+    c, s0, _ = _segments(h, n)
+    q = c // 4  # 0 below four items: 0 / 0, NaN
+    r = np.arange(len(h)) - s0[h]
+    first = np.bincount(h, weights=a * (r < q[h]), minlength=n) / q
+    last = np.bincount(h, weights=a * (r >= (c - q)[h]), minlength=n) / q
+    return np.log((last + eps) / (first + eps))
+
+
+def _groups(epoch: np.ndarray, hid: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (history, epoch) group, numbered in epoch order, and each group's history.
+
+    ``start`` marks each history's first row. Epochs are normally sorted within a history;
+    otherwise a stable sort gives the grouping of ``np.unique``.
+    """
+    if (start[1:] | (epoch[1:] >= epoch[:-1])).all():
+        new = start.copy()
+        new[1:] |= epoch[1:] != epoch[:-1]
+        return new.cumsum() - 1, hid[new]
+    order = np.lexsort((epoch, hid))  # hid is sorted, so hid[order] == hid
+    se = epoch[order]
+    new = start.copy()
+    new[1:] |= se[1:] != se[:-1]
+    gid = np.empty(len(epoch), dtype=np.int64)
+    gid[order] = new.cumsum() - 1
+    return gid, hid[new]
+
+
+def _batch(
+    ps: Sequence[Prefix],
+    lens: np.ndarray,
+    tot: np.ndarray,
+    X: np.ndarray,
+    best: np.ndarray,
+    div: np.ndarray,
+) -> None:
+    """:func:`features_many` of one batch, written into ``X``, ``best`` and ``div``."""
+    n = len(ps)
+    hid = np.repeat(np.arange(n), lens)
+    if not len(hid):
+        return
+    epoch = np.concatenate([p.epoch for p in ps])
+    end = np.concatenate([p.end for p in ps])
+    train = np.concatenate([p.train for p in ps])
+    val = np.concatenate([p.val for p in ps])
+    ev = np.concatenate([p.epoch_val for p in ps])
+    start = np.empty(len(hid), dtype=bool)
+    start[0] = True
+    np.not_equal(hid[1:], hid[:-1], out=start[1:])
+    gid, ghid = _groups(epoch, hid, start)
+    ng = len(ghid)
+    n_ep = np.bincount(ghid, minlength=n)
+    g0 = n_ep.cumsum() - n_ep  # each history's first group
+    ge = np.arange(ng) - g0[ghid]  # each group's epoch index within its history
+
+    # Per-(history, epoch) aggregates.
+    tr_ok = ~np.isnan(train)
+    va_ok = ~np.isnan(val)
+    ev_ok = ~np.isnan(ev)
+    bad = np.zeros(n, dtype=bool)
+    bad[hid[np.isinf(train) | np.isinf(val) | np.isinf(ev)]] = True
+    # An epoch-end row's val_loss (epoch-level files) is that epoch's full validation loss;
+    # it is added after the epoch_val_loss values, as the sums did one history at a time.
+    xi = (end & va_ok & ~ev_ok).nonzero()[0]
+    e_g = gid[np.concatenate([ev_ok.nonzero()[0], xi])]
+    ev_cnt = np.bincount(e_g, minlength=ng)
+    ev_w = np.concatenate([ev[ev_ok], val[xi]])
+    ev_mean = np.bincount(e_g, weights=ev_w, minlength=ng) / ev_cnt
+    mb = va_ok & ~end
+    m_g = gid[mb]
+    va_mb = val[mb]
+    vm_cnt = np.bincount(m_g, minlength=ng)
+    vm_mean = np.bincount(m_g, weights=va_mb, minlength=ng) / vm_cnt
+    t_g = gid[tr_ok]
+    tr_mean = np.bincount(t_g, weights=train[tr_ok], minlength=ng) / np.bincount(t_g, minlength=ng)
+    rows_mb = np.bincount(gid, minlength=ng) - np.bincount(gid[end], minlength=ng)
+
+    # Epochs after the last one with a full validation loss are still running.
+    eg = (ev_cnt > 0).nonzero()[0]
+    c, _, last = _segments(ghid[eg], n)
+    has_ev = c > 0
+    n_use = n_ep.copy()
+    n_use[has_ev] = ge[eg[last[has_ev]]] + 1
+    # An epoch-end row written after the last finite full validation value: NaN, diverged.
+    er = end.nonzero()[0]
+    c, _, last = _segments(hid[er], n)
+    late = has_ev & (c > 0)
+    late[late] = ge[gid[er[last[late]]]] >= n_use[late]
+    use = ge < n_use[ghid]
+    v_ep = np.where(ev_cnt > 0, ev_mean, vm_mean)
+    fin = use & ~np.isnan(v_ep)
+    t_fin = use & ~np.isnan(tr_mean)
+    gl = np.minimum(g0 + n_use - 1, ng - 1)  # each history's last used epoch (if any rows)
+    fin_any = np.bincount(ghid[fin], minlength=n) > 0
+    t_any = np.bincount(ghid[t_fin], minlength=n) > 0
+    # NaN is also how a blank cell reads, so divergence shows as the last epoch's value going
+    # missing: the train loss where earlier epochs had one, else the validation loss.
+    missing = np.where(t_any, ~t_fin[gl], ~fin[gl])
+    div[:] = (lens == 0) | bad | late | ~fin_any | missing
+    if div.all():
+        return
+    fg = fin.nonzero()[0]
+    c, s0, _ = _segments(ghid[fg], n)
+    vmin = np.full(n, np.inf)
+    vmin[c > 0] = np.minimum.reduceat(v_ep[fg], s0[c > 0])
+    best[~div] = vmin[~div]
+    # Logs of ratios need positive values; negative ones are scored by the level itself.
+    ok = ~div & (vmin >= 0)
+    if not ok.any():
+        return
+
+    # Validation features on the finite used epochs of the scorable histories, one flat
+    # array; per-history arrays are compact (length m). A feature that does not apply to a
+    # history comes out NaN (0 / 0, or masked with np.where).
+    sc = ok.nonzero()[0]
+    m = len(sc)
+    pos = ok.cumsum() - 1  # a scorable history's compact index
+    gok = ok[ghid]
+    f = fg[gok[fg]]
+    s = pos[ghid[f]]
+    v = v_ep[f]
+    k, b0, b1 = _segments(s, m)
+    xo = np.full((N_FEATURES, m), np.nan)  # transposed: one contiguous row per feature
+    ix = _IDX
+    nu = n_use[sc]
+    xo[ix["n_epochs"]] = nu
+    xo[ix["log_n_epochs"]] = np.log(nu)
+    to = tot[sc]
+    xo[ix["frac_seen"]] = nu / to
+    xo[ix["log_remaining"]] = np.log(np.maximum(to, nu) / nu)
+    eps = 1e-4 * np.maximum(np.abs(v[b0]), 1e-30)
+    lv = np.log(v + eps[s])
+    lv0 = lv[b0]
+    lv1 = lv[b1]
+    lv2 = np.where(k >= 2, lv[b1 - 1], np.nan)  # second to last
+    lmin = np.minimum.reduceat(lv, b0)
+    xo[ix["val_last_vs_first"]] = lv1 - lv0
+    xo[ix["val_best_vs_first"]] = lmin - lv0
+    xo[ix["val_last_vs_best"]] = lv1 - lmin
+    at = (lv == lmin[s]).nonzero()[0]
+    _, a0, _ = _segments(s[at], m)
+    xo[ix["val_argmin_pos"]] = (at[a0] - b0 + 1) / k  # the first minimum
+
+    same = s[1:] == s[:-1]
+    d = (lv[1:] - lv[:-1])[same]
+    ds = s[1:][same]
+    xo[ix["val_slope_1"]] = lv1 - lv2
+    j = np.minimum(3, k - 1)
+    xo[ix["val_slope_3"]] = (lv1 - lv[b1 - j]) / j
+    xo[ix["val_frac_increase"]] = np.bincount(ds[d > 0], minlength=m) / (k - 1)
+    # Power law in epochs: log v = a + b log(epoch + 1); b is 0 / 0 for a single epoch.
+    t = np.log(ge[f] + 1.0)
+    tm = np.bincount(s, weights=t, minlength=m) / k
+    lm = np.bincount(s, weights=lv, minlength=m) / k
+    tc = t - tm[s]
+    var = np.bincount(s, weights=tc**2, minlength=m)
+    b = np.bincount(s, weights=tc * (lv - lm[s]), minlength=m) / var
+    a = lm - b * tm
+    r2 = (a[s] + b[s] * t - lv) ** 2
+    xo[ix["val_powerlaw_b"]] = b
+    xo[ix["val_powerlaw_resid"]] = np.sqrt(np.bincount(s, weights=r2, minlength=m) / k)
+    bb = np.minimum(b, 0.0)
+    xo[ix["val_extrap_2x"]] = a + bb * np.log(2 * nu) - lmin
+    xo[ix["val_extrap_10x"]] = a + bb * np.log(10 * nu) - lmin
+    xo[ix["val_extrap_total"]] = a + bb * np.log(np.maximum(to, nu)) - lmin
+    w3 = k >= 3
+    lv3 = lv[b1 - np.minimum(2, k - 1)]
+    xo[ix["val_curvature"]] = np.where(w3, lv1 - 2 * lv2 + lv3, np.nan)
+    xo[ix["val_epoch_noise"]] = np.where(w3, _std(d, ds, m), np.nan)
+
     # Noise of the validation minibatches around their epoch mean (relative).
-    multi = vm_cnt[:n_use] >= 2
-    if multi.any():
-        cnt = vm_cnt[:n_use][multi]
-        sq = np.bincount(inv[vmi], weights=va_mb * va_mb, minlength=n_ep)[:n_use][multi]
-        mean = vm_mean[:n_use][multi]
-        rel = np.sqrt(np.maximum(sq / cnt - mean**2, 0.0)) / np.maximum(np.abs(mean), 1e-300)
-        x[f["val_mb_noise"]] = _median(rel)
-    x[f["val_is_epoch_level"]] = float(has_ev)
-    x[f["has_intra_rows"]] = float(rows_mb.max() > 1)
-    if t_fin.any():
-        x[f["has_train"]] = 1.0
-        t = t_ep[t_fin]
-        if (t > 0).all():
-            teps = 1e-4 * float(t[0])
-            lt = np.log(t + teps)
-            x[f["train_last_vs_first"]] = lt[-1] - lt[0]
-            if len(lt) >= 2:
-                x[f["train_slope_1"]] = lt[-1] - lt[-2]
-            # The train/val gap is only meaningful where both are the same kind of loss; the
-            # model learns how far to trust it.
-            if t_fin[-1] and fin[-1]:
-                x[f["gap_last"]] = lv[-1] - lt[-1]
-                if k >= 2 and t_fin[-2] and fin[-2]:
-                    x[f["gap_trend"]] = (lv[-1] - lt[-1]) - (lv[-2] - math.log(t_ep[-2] + teps))
-            if t_fin[0] and fin[0]:
-                x[f["gap_first"]] = lv0 - lt[0]
-            x[f["val_vs_train_min"]] = lmin - lt.min()
-        # Intra-epoch train rows: the very first minibatch is the untrained model's loss,
-        # a natural reference level for this run.
-        keep = ~end[ti]
-        trv = tr_v[keep]
-        ep_of = t_inv[keep]
-        if len(trv) >= 2 and (trv > 0).all() and rows_mb.max() > 1:
-            init = float(trv[0])
-            ieps = 1e-4 * init
-            x[f["val_first_vs_init"]] = lv0 - math.log(init + ieps)
-            x[f["val_best_vs_init"]] = lmin - math.log(init + ieps)
-            x[f["train_max_vs_init"]] = math.log((float(trv.max()) + ieps) / (init + ieps))
-            first = trv[ep_of == ep_of[0]]
-            if len(first) >= 4:
-                q = max(1, len(first) // 4)
-                x[f["first_epoch_drop"]] = math.log(
-                    (_mean(first[-q:]) + ieps) / (_mean(first[:q]) + ieps)
-                )
-            lastep = trv[ep_of == ep_of[-1]]
-            if len(lastep) >= 4:
-                q = max(1, len(lastep) // 4)
-                x[f["last_epoch_train_trend"]] = math.log(
-                    (_mean(lastep[-q:]) + ieps) / (_mean(lastep[:q]) + ieps)
-                )
-                ll = np.log(lastep + ieps)
-                x[f["train_mb_noise"]] = _std(ll[1:] - ll[:-1])
-    return x, cur_best, False
+    q = (use & gok & (vm_cnt >= 2)).nonzero()[0]
+    sq = np.bincount(m_g, weights=va_mb * va_mb, minlength=ng)[q]
+    mean = vm_mean[q]
+    rel = np.sqrt(np.maximum(sq / vm_cnt[q] - mean**2, 0.0)) / np.maximum(np.abs(mean), 1e-300)
+    xo[ix["val_mb_noise"]] = _median(rel, pos[ghid[q]], m)
+    xo[ix["val_is_epoch_level"]] = has_ev[sc]
+    intra = np.bincount(pos[ghid[use & gok & (rows_mb > 1)]], minlength=m) > 0
+    xo[ix["has_intra_rows"]] = intra
+
+    # Epoch-level train features.
+    tt = (t_fin & gok).nonzero()[0]
+    th = pos[ghid[tt]]
+    tc, t0, t1 = _segments(th, m)
+    has_t = tc > 0
+    xo[ix["has_train"], has_t] = 1.0
+    if len(tt):
+        tv = tr_mean[tt]
+        t0 = np.minimum(t0, len(tt) - 1)
+        tp = has_t & (np.bincount(th[tv <= 0], minlength=m) == 0)
+        teps = 1e-4 * tv[t0]
+        lt = np.log(tv + teps[th])  # NaN for histories with a train value <= 0: masked
+        lt0 = np.where(tp, lt[t0], np.nan)
+        lt1 = np.where(tp, lt[t1], np.nan)
+        lt2 = np.where(tc >= 2, lt[np.maximum(t1 - 1, 0)], np.nan)
+        xo[ix["train_last_vs_first"]] = lt1 - lt0
+        xo[ix["train_slope_1"]] = lt1 - lt2
+        # The train/val gap is only meaningful where both are the same kind of loss; the
+        # model learns how far to trust it.
+        glo = gl[sc]
+        both = t_fin[glo] & fin[glo]
+        xo[ix["gap_last"]] = np.where(both, lv1 - lt1, np.nan)
+        both &= t_fin[glo - 1] & fin[glo - 1]  # (garbage for one epoch, then lv2 is NaN)
+        xo[ix["gap_trend"]] = np.where(both, (lv1 - lt1) - (lv2 - lt2), np.nan)
+        g0o = g0[sc]
+        xo[ix["gap_first"]] = np.where(t_fin[g0o] & fin[g0o], lv0 - lt0, np.nan)
+        lt_min = np.full(m, np.nan)
+        lt_min[has_t] = np.minimum.reduceat(lt, t0[has_t])
+        xo[ix["val_vs_train_min"]] = np.where(tp, lmin - lt_min, np.nan)
+
+    # Intra-epoch train rows (all epochs, the running one included): the very first
+    # minibatch is the untrained model's loss, a natural reference level for this run.
+    el = np.zeros(n, dtype=bool)
+    el[sc] = has_t & intra
+    r = tr_ok & ~end & el[hid]
+    rh = hid[r]
+    rv = train[r]
+    el &= np.bincount(rh, minlength=n) >= 2
+    el &= np.bincount(rh[rv <= 0], minlength=n) == 0
+    keep = el[rh]
+    if keep.any():
+        rh, rv, rg = pos[rh[keep]], rv[keep], gid[r][keep]
+        el = el[sc]
+        _, r0, r1 = _segments(rh, m)
+        r0 = np.minimum(r0, len(rh) - 1)
+        init = np.where(el, rv[r0], np.nan)
+        ieps = 1e-4 * init
+        li = np.log(init + ieps)
+        xo[ix["val_first_vs_init"]] = lv0 - li
+        xo[ix["val_best_vs_init"]] = lmin - li
+        top = np.full(m, np.nan)
+        top[el] = np.maximum.reduceat(rv, r0[el])
+        xo[ix["train_max_vs_init"]] = np.log((top + ieps) / (init + ieps))
+        sel = rg == rg[r0][rh]  # rows of the epoch of each history's first train row
+        xo[ix["first_epoch_drop"]] = _quarter_trend(rv[sel], rh[sel], m, ieps)
+        sel = rg == rg[r1][rh]  # rows of the epoch of each history's last train row
+        lr, lh = rv[sel], rh[sel]
+        xo[ix["last_epoch_train_trend"]] = _quarter_trend(lr, lh, m, ieps)
+        ll = np.log(lr + ieps[lh])
+        same = lh[1:] == lh[:-1]
+        noise = _std((ll[1:] - ll[:-1])[same], lh[1:][same], m)
+        xo[ix["train_mb_noise"]] = np.where(np.bincount(lh, minlength=m) >= 4, noise, np.nan)
+    X[sc] = xo.T

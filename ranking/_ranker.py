@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ranking._features import FEATURE_NAMES, N_FEATURES, Prefix, features, prefix_from_frame
+from ranking._features import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    Prefix,
+    features,
+    features_many,
+    prefix_from_frame,
+)
 from ranking._forest import Forest
 
 __all__ = ["DEFAULT_MODEL", "EarlyRanker"]
@@ -158,12 +165,7 @@ class EarlyRanker:
         if len(y) != n:
             raise ValueError(f"got {n} histories but {len(y)} targets")
         tot = list(total_epochs) if total_epochs is not None else [None] * n
-        X = np.full((n, N_FEATURES), np.nan)
-        best = np.full(n, np.nan)
-        for i, (h, t) in enumerate(zip(histories, tot, strict=True)):
-            x, b, _ = features(prefix_from_frame(h), t)
-            if x is not None:
-                X[i], best[i] = x, b
+        X, best, _ = features_many([prefix_from_frame(h) for h in histories], tot)
         return self.fit_features(
             X, best, np.asarray(y, dtype=np.float64), groups=groups, sample_weight=sample_weight
         )
@@ -177,7 +179,7 @@ class EarlyRanker:
         groups: Sequence[Any] | np.ndarray | None = None,
         sample_weight: np.ndarray | Sequence[float] | None = None,
     ) -> EarlyRanker:
-        """Fit on precomputed feature rows (see :func:`ranking._features.features`).
+        """Fit on precomputed feature rows (see :func:`ranking._features.features_many`).
 
         Rows whose ``best_so_far`` or ``final_best`` is not finite and positive are ignored
         (diverged prefixes are scored ``inf`` without the model).
@@ -327,15 +329,9 @@ class EarlyRanker:
             tot = total_epochs
             if len(tot) != n:
                 raise ValueError(f"got {n} histories but {len(tot)} total_epochs")
-        X = np.full((n, N_FEATURES), np.nan)
-        best = np.full(n, np.inf)
-        for i in range(n):
-            x, b, _ = features(prefix_from_frame(histories[i]), tot[i])
-            best[i] = b
-            if x is not None:
-                X[i] = x
         if n == 0:
             return np.zeros(0)
+        X, best, _ = features_many([prefix_from_frame(h) for h in histories], tot)
         out = self.predict_features(X, best)
         # Unscorable by the model but finite (negative metric values): best so far.
         nomodel = np.isnan(X[:, 0]) & np.isfinite(best)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -12,7 +11,7 @@ import pandas as pd
 
 from ranking._dataset import RunData, corpus_runs, cut, make_rows, prefix_epochs, user_runs
 from ranking._evaluate import rank_metrics, task_weights
-from ranking._features import N_FEATURES, features
+from ranking._features import features_many
 from ranking._ranker import DEFAULT_MODEL, EarlyRanker
 
 __all__ = ["DEFAULT_PARAMS", "load_runs", "quick_report", "train_model"]
@@ -49,16 +48,11 @@ def quick_report(
         by_task.setdefault(r.task, []).append(r)
     for task, rs in sorted(by_task.items()):
         for f in fractions:
-            X = np.full((len(rs), N_FEATURES), np.nan)
-            best = np.full(len(rs), math.inf)
             truth = np.array([r.outcome["full"] for r in rs])
-            for i, r in enumerate(rs):
-                q = cut(r.views["full"], prefix_epochs(r.total_epochs, f))
-                if len(q.epoch):
-                    x, b, _ = features(q, float(r.total_epochs))
-                    best[i] = b
-                    if x is not None:
-                        X[i] = x
+            X, best, _ = features_many(
+                [cut(r.views["full"], prefix_epochs(r.total_epochs, f)) for r in rs],
+                [float(r.total_epochs) for r in rs],
+            )
             s = ranker.predict_features(X, best) if ranker is not None else best
             rows.append({"group": task, "fraction": f, "spearman": rank_metrics(s, truth)[0]})
     return pd.DataFrame(rows)

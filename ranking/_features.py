@@ -11,6 +11,7 @@ than per history, whose call overhead dominated when each history was done on it
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,11 +88,14 @@ def prefix_from_frame(df: pd.DataFrame) -> Prefix:
     n = len(df)
     if n == 0:
         raise ValueError("history frame has no rows")
-    # One conversion for all columns: each df[col] costs tens of microseconds in pandas 3,
-    # which matters at thousands of histories per second.
-    try:
-        get = dict(zip(cols, df.to_numpy(dtype=np.float64).T, strict=True))
-    except (TypeError, ValueError):
+    get = None
+    if n < 50_000:
+        # One conversion for all columns: each df[col] costs tens of microseconds in pandas
+        # 3, which matters at thousands of histories per second. A long history (a bulk
+        # import) is read column by column instead: views, no copy, contiguous.
+        with contextlib.suppress(TypeError, ValueError):  # a text column: one at a time
+            get = dict(zip(cols, df.to_numpy(dtype=np.float64).T, strict=True))
+    if get is None:
         get = {c: df[c].to_numpy(np.float64) for c in _USED if c in cols}
     epoch = get["epoch"]
     if math.isnan(epoch.min()):
@@ -234,11 +238,13 @@ def _batch(
     hid = np.repeat(np.arange(n), lens)
     if not len(hid):
         return
-    epoch = np.concatenate([p.epoch for p in ps])
-    end = np.concatenate([p.end for p in ps])
-    train = np.concatenate([p.train for p in ps])
-    val = np.concatenate([p.val for p in ps])
-    ev = np.concatenate([p.epoch_val for p in ps])
+    # One long history (a bulk import) is used as is: copying a million rows costs.
+    join = (lambda arrays: arrays[0]) if n == 1 else np.concatenate
+    epoch = join([p.epoch for p in ps])
+    end = join([p.end for p in ps])
+    train = join([p.train for p in ps])
+    val = join([p.val for p in ps])
+    ev = join([p.epoch_val for p in ps])
     start = np.empty(len(hid), dtype=bool)
     start[0] = True
     np.not_equal(hid[1:], hid[:-1], out=start[1:])

@@ -456,7 +456,9 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
             smooth_last = chart.pop("smooth_last")
         else:
             t = rows.train_loss[~rows.end_mask]
-            t = t[np.isfinite(t)]
+            # Only the newest smoothed value is kept. An older value's weight in it decays by
+            # 1 - 2 / (span + 1) per value, below 1e-80 after 2,000: smoothing those is enough.
+            t = t[np.isfinite(t)][-2_000:]
             smooth_last = float(ema(t, seed=meta.get("train_ema"))[-1]) if len(t) else None
         for e, m in epoch_lengths(rows).items():
             lengths[e] = max(m, lengths.get(e, 0.0))

@@ -83,7 +83,8 @@ class HistoryArrays:
                 "train_loss": self.train_loss,
                 "val_loss": self.val_loss,
                 "epoch_val_loss": self.epoch_val_loss,
-            }
+            },
+            copy=False,  # the ranker only reads it
         )
 
     def slice(self, sl: slice | np.ndarray) -> HistoryArrays:
@@ -670,60 +671,52 @@ def parse_history_bulk(text: str | bytes):
     """Fast path for large, well-formed ``history.csv`` text (header + complete lines).
 
     ``ranking.read_history`` checks the field count of every line in Python, which costs
-    more than parsing itself on a million rows. Here the check is two byte counts in C (see
-    below); the header is validated by ``read_history`` itself and the result has its exact
-    shape and dtypes (a parity test compares the two). Returns None whenever anything is unusual
-    (wrong field counts, blank or CR lines, non-integer epochs/steps, parse errors, a partial
+    more than parsing itself on a million rows. Here pyarrow's CSV reader parses on all
+    cores and refuses any line with the wrong number of fields by itself; the header is
+    validated by ``read_history`` and the result has its exact shape and dtypes (a parity
+    test compares the two). Returns None whenever anything is unusual (wrong field counts,
+    blank or CR lines, quotes, text in a number column, non-integer epochs/steps, a partial
     last line): the caller then uses ``read_history(errors="skip")``, which names bad lines.
     """
-    import csv
     import io
 
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
 
     from ranking import read_history
 
     raw = text.encode() if isinstance(text, str) else text
     nl = raw.find(b"\n")
-    if nl < 0 or not raw.endswith(b"\n"):
+    if nl < 0 or not raw.endswith(b"\n") or b"\r" in raw:  # CR line ends: careful path
         return None
     header_line = raw[: nl + 1].decode("utf-8", errors="replace")
     empty = read_history(io.StringIO(header_line))  # header checks, output columns
-    header = [h.strip() for h in header_line.rstrip("\r\n").split(",")]
-    if b"\r" in raw:  # CR line ends go to the careful path
-        return None
-    # pandas reads one extra field on the first line as an index instead of refusing it.
-    fields = len(header)
-    if raw[nl + 1 : raw.find(b"\n", nl + 1)].count(b",") != fields - 1:
-        return None
+    header = [h.strip() for h in header_line.rstrip("\n").split(",")]
     known = [c for c in empty.columns if c in header]
     names = [h if h in known and header.index(h) == i else f"_c{i}" for i, h in enumerate(header)]
     try:
-        df = pd.read_csv(
-            io.BytesIO(memoryview(raw)[nl + 1 :]),  # type: ignore[arg-type]
-            header=None,
-            names=names,
-            usecols=known,  # the index and unknown columns are not converted at all
-            dtype=dict.fromkeys(known, "float64"),
-            engine="c",
-            keep_default_na=False,
-            na_values=list(_NAN_WORDS),
-            skip_blank_lines=False,
-            quoting=csv.QUOTE_NONE,  # one line, one row: a quote is just a bad character
+        table = pa_csv.read_csv(
+            pa.BufferReader(pa.py_buffer(raw)),
+            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=1),
+            # No quoting (a quote is a bad character) and blank lines kept (as errors).
+            parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=False),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=known,  # the index and unknown columns are not converted
+                column_types=dict.fromkeys(known, pa.float64()),
+                null_values=list(_NAN_WORDS),
+            ),
         )
-    except (ValueError, pd.errors.ParserError):
+    except pa.ArrowInvalid:
         return None
-    # Field counts without a pass in Python: the C parser raises on any later line with too
-    # many fields, and keeps every line as a row (blank ones too, no quoting), so when the
-    # body's comma total is exactly rows x (fields - 1) no line has too few either.
-    if raw.count(b",") - header_line.count(",") != len(df) * (fields - 1):
+    if table.num_rows < 1:
         return None
     out = {}
     for col in empty.columns:
-        if col in df.columns:
-            values = df[col].to_numpy(np.float64)
+        if col in known:
+            values = table.column(col).to_numpy()  # float64, NaN for blank cells
         else:
-            values = np.full(len(df), -1.0 if col == "iter" else np.nan)
+            values = np.full(table.num_rows, -1.0 if col == "iter" else np.nan)
         if col in ("epoch", "iter", "sample_count"):
             if not (np.isfinite(values).all() and (values == np.round(values)).all()):
                 return None

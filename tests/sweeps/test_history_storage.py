@@ -214,6 +214,17 @@ def test_bulk_parse_matches_read_history(text):
     assert fast.attrs["warnings"] == []
 
 
+def test_bulk_parse_of_a_file_larger_than_one_parser_block(tmp_path):
+    import pandas as pd
+
+    from sweeps.management.commands.bench import generate_history
+
+    path = tmp_path / "history.csv"
+    generate_history(path, rows=100_000, epochs=10)  # ~3 MB: several blocks, parsed in threads
+    fast = parse_history_bulk(path.read_bytes())
+    pd.testing.assert_frame_equal(fast, read_history(path), check_exact=True)
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -12,6 +12,7 @@ serve.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Iterable, Sequence
@@ -98,9 +99,12 @@ class HistoryArrays:
             self.step_column,
         )
 
-    @property
+    @functools.cached_property
     def end_mask(self) -> np.ndarray:
-        """Epoch-end rows: they carry ``epoch_val_loss`` (layouts 2-3) or ``iter == -1``."""
+        """Epoch-end rows: they carry ``epoch_val_loss`` (layouts 2-3) or ``iter == -1``.
+
+        Computed once: an ingest asks several times, and the arrays are never modified.
+        """
         return ~np.isnan(self.epoch_val_loss) | (self.step == -1)
 
     @classmethod

@@ -113,32 +113,37 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
     # Train (Fast Training): the experiment page shows the chart gaining points live.
     number = start_fast_training(app, "e2e fast run")
     expect(app.locator("h1")).to_have_text(f"exp{number}")
+    # The page records every redraw made while the run is active. A fast machine can train
+    # the whole run in about a second, and the first Plotly draw can hold the page's thread
+    # until the "complete" message is next in line: polling from here could miss that window.
+    app.evaluate(
+        """() => {
+          const el = document.getElementById("chart-loss");
+          const root = document.getElementById("experiment");
+          window.pointsDrawnWhileActive = [];
+          new MutationObserver(() => {
+            if (["queued", "running"].includes(root.dataset.state))
+              window.pointsDrawnWhileActive.push(Number(el.dataset.points || 0));
+          }).observe(el, { attributes: true, attributeFilter: ["data-points"] });
+        }"""
+    )
     expect(app.locator("#conn")).to_have_text("live")
     seen: set[int] = set()
-    timeline: list[tuple[float, int, str | None]] = []
+    timeline: list[tuple[float, list[int], str | None]] = []
     dropped = False
     started = time.monotonic()
     deadline = started + RUN_TIMEOUT_MS / 1000
     while time.monotonic() < deadline:
-        points = chart_points(app)
-        timeline.append(
-            (
-                round(time.monotonic() - started, 1),
-                points,
-                app.get_attribute("#experiment", "data-state"),
-            )
-        )
-        if points:
-            seen.add(points)
-            if not dropped:
-                # Lose the websocket mid-run: the page reconnects and re-syncs from its
-                # cursor (checked below: no point lost or doubled).
-                app.evaluate("() => window.luminideLive.dropSocket()")
-                dropped = True
+        drawn = app.evaluate("() => window.pointsDrawnWhileActive")
         state = app.get_attribute("#experiment", "data-state")
-        if len(seen) >= 3 and state == "running":
-            break
-        if state not in ("queued", "running"):
+        timeline.append((round(time.monotonic() - started, 1), drawn, state))
+        seen = {p for p in drawn if p}
+        if seen and not dropped and state == "running":
+            # Lose the websocket mid-run: the page reconnects and re-syncs from its cursor
+            # (checked below: no point lost or doubled).
+            app.evaluate("() => window.luminideLive.dropSocket()")
+            dropped = True
+        if len(seen) >= 3 or state not in ("queued", "running"):
             break
         app.wait_for_timeout(150)
     shot(app, screenshot_dir, "05-experiment-live")
@@ -147,7 +152,8 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
         pytest.fail(f"run ended {state}: {app.inner_text('#failure')}\n{app.inner_text('#log')}")
     final = chart_points(app)
     assert final > 0
-    if len(seen | {final}) < 2:
+    seen = {p for p in app.evaluate("() => window.pointsDrawnWhileActive") if p}
+    if not seen or len(seen | {final}) < 2:
         trace = app.evaluate("() => window.luminideLive.state.trace")
         changes = [t for i, t in enumerate(timeline) if i == 0 or t[1:] != timeline[i - 1][1:]]
         pytest.fail(f"the chart never grew while running:\n{changes}\nmessages: {trace}")

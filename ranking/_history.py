@@ -31,6 +31,8 @@ _INDEX_NAMES = {"", "index", "Unnamed: 0"}
 _STEP_NAMES = ("iter", "sample_count")
 _FLOAT_NAMES = ("train_loss", "val_loss", "epoch_val_loss")
 _KNOWN = {"epoch", *_STEP_NAMES, *_FLOAT_NAMES}
+#: Largest epoch / step magnitude accepted: integers up to here are exact in float64.
+MAX_INT = 2**53
 _NAN_WORDS = {"", "nan", "NaN", "NAN", "-nan", "NA", "N/A", "null", "NULL", "None"}
 
 
@@ -171,7 +173,7 @@ def _fast_parse(
         return None
     for col in ("epoch", *step_cols):
         v = df[col].to_numpy()
-        if not (np.isfinite(v).all() and (v == np.round(v)).all()):
+        if not (np.isfinite(v).all() and (v == np.round(v)).all() and (abs(v) <= MAX_INT).all()):
             return None
     return df
 
@@ -210,12 +212,15 @@ def _slow_parse(
                     msg = f"{name} line {lineno}, column {col}: {cell.strip()!r} is not a number"
                     break
                 if col in ("epoch", *step_cols) and not (
-                    math.isfinite(value) and value == round(value)
+                    math.isfinite(value) and value == round(value) and abs(value) <= MAX_INT
                 ):
-                    what = "missing" if math.isnan(value) else f"{cell.strip()!r} is not"
-                    msg = f"{name} line {lineno}, column {col}: {what} an integer".replace(
-                        "missing an integer", "missing value (an integer is required)"
-                    )
+                    if math.isnan(value):
+                        what = "missing value (an integer is required)"
+                    elif math.isfinite(value) and value == round(value):
+                        what = f"{cell.strip()!r} is out of range (at most {MAX_INT:,} either way)"
+                    else:
+                        what = f"{cell.strip()!r} is not an integer"
+                    msg = f"{name} line {lineno}, column {col}: {what}"
                     break
                 parsed[col] = value
         if msg is not None:

@@ -722,7 +722,8 @@ def parse_history_bulk(text: str | bytes):
         else:
             values = np.full(table.num_rows, -1.0 if col == "iter" else np.nan)
         if col in ("epoch", "iter", "sample_count"):
-            if not (np.isfinite(values).all() and (values == np.round(values)).all()):
+            exact = np.isfinite(values) & (values == np.round(values)) & (abs(values) <= 2**53)
+            if not exact.all():  # the careful path names the line (as ranking.read_history)
                 return None
             values = values.astype(np.int64)
         out[col] = values

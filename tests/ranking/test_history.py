@@ -95,6 +95,10 @@ class HistoryReaderContract:
             self._read("epoch,val_loss\n1.5,2\n")
         with pytest.raises(ValueError, match=r"line 2, column epoch: missing"):
             self._read("epoch,val_loss\n,2\n")
+        # Beyond 2**53 an integer is not exact in float64 (and 1e30 does not fit in int64).
+        with pytest.raises(ValueError, match=r"line 3, column iter: '1e30' is out of range"):
+            self._read(",epoch,iter,train_loss,val_loss\n0,0,0,2,\n1,0,1e30,2,\n")
+        assert self._read("epoch,val_loss\n9007199254740992,2\n")["epoch"][0] == 2**53
 
     def test_skip_mode_and_line_offset(self) -> None:
         text = ",epoch,iter,train_loss,val_loss\n0,0,0,x,\n1,0,1,2.1,2.2\n"

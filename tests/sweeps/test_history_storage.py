@@ -233,6 +233,7 @@ def test_bulk_parse_of_a_file_larger_than_one_parser_block(tmp_path):
         LAYOUT3_HEADER + "0,0,32,1.0,,\n\n1,0,64,1,,\n",  # blank line
         LAYOUT3_HEADER + "0,0,32,abc,,\n",  # text in a number column
         LAYOUT3_HEADER + "0,0.5,32,1,,\n",  # non-integer epoch
+        LAYOUT3_HEADER + "0,0,1e30,1,,\n",  # a step beyond the exact integers of float64
         LAYOUT3_HEADER + "0,0,32,1.0,,\r\n",  # CR line ends
         LAYOUT3_HEADER + "0,0,32,1.0,,\n1,0,6",  # partial last line
         # Comma totals that match while the fields do not: a quoted comma, or one extra

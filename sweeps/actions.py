@@ -29,7 +29,6 @@ from django.utils import timezone
 from luminide.models import ComputeNode, Project
 from sweeps import events
 from sweeps.history import (
-    BULK_PARSE_BYTES,
     CHUNK_ROWS,
     HistoryArrays,
     chart_series,
@@ -37,7 +36,6 @@ from sweeps.history import (
     encode_chunk,
     epoch_lengths,
     epoch_summaries,
-    parse_history_bulk,
     read_trial_history,
 )
 from sweeps.models import ACTIVE_STATES, Experiment, HistoryChunk, RunState, Trial, TrialEpoch
@@ -405,8 +403,8 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
     Args:
         trial: The trial the rows belong to.
         source: CSV text or UTF-8 bytes (the header line plus new complete lines), or a
-            DataFrame from :func:`ranking.read_history`. Large inputs (bulk imports) take a
-            vectorised fast path when well-formed, else ``read_history(errors="skip")``.
+            DataFrame from :func:`ranking.read_history`; text is read with
+            ``read_history(errors="skip")``.
         line_offset: Data lines of the file before these (so warnings name file lines).
 
     Returns:
@@ -419,10 +417,11 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
     if isinstance(source, str | bytes):
         from ranking import read_history
 
-        df = parse_history_bulk(source) if len(source) >= BULK_PARSE_BYTES else None
-        if df is None:
-            text = source.decode("utf-8", errors="replace") if isinstance(source, bytes) else source
-            df = read_history(io.StringIO(text), errors="skip", line_offset=line_offset)
+        if isinstance(source, bytes) and not source.isascii():
+            # A bad byte must cost its line (a warning), not the batch: read_history is strict.
+            source = source.decode("utf-8", errors="replace")
+        buffer = io.BytesIO(source) if isinstance(source, bytes) else io.StringIO(source)
+        df = read_history(buffer, errors="skip", line_offset=line_offset)
     else:
         df = source
     result = IngestResult(warnings=list(df.attrs.get("warnings", [])))

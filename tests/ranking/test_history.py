@@ -6,6 +6,7 @@ import io
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -128,14 +129,74 @@ class TestReadHistory(HistoryReaderContract):
         df = read_history(io.StringIO(EPOCHS.replace("\n", "\r\n")))
         assert df["val_loss"].tolist() == [2.1, 1.7, 1.6]
 
-    def test_large_file_is_fast(self) -> None:
-        import time
 
-        rows = "".join(
-            f"{i},{i // 100},{i % 100},1.0,{'0.5' if i % 10 == 0 else ''}\n" for i in range(50_000)
-        )
-        text = ",epoch,iter,train_loss,val_loss\n" + rows
-        t = time.perf_counter()
-        df = read_history(io.StringIO(text))
-        assert len(df) == 50_000
-        assert time.perf_counter() - t < 1.0
+# The fast path (pyarrow) must give exactly what the line-by-line path gives, and hand over
+# every file the line-by-line path has to name a line for.
+L3 = LAYOUT3.split("\n", 1)[0] + "\n"
+FAST_CASES = [
+    LAYOUT1,
+    LAYOUT2,
+    LAYOUT3,
+    EPOCHS,
+    EPOCHS.replace("\n", "\r\n"),
+    L3 + "0,0,32,inf,-inf,\n1,0,64,nan,NaN,\n2,0,64,NA,null,1e-3\n3,1,5,None,N/A,-nan\n",
+    L3.replace("\n", ",note\n") + "0,0,3,1,,,x\n1,0,6,2,,,y\n",
+    L3 + "0,0,32,1.0,,\n1,0,6",  # partial last line
+]
+SLOW_CASES = [
+    L3 + "0,0,32,1.0,,\n1,0,64\n",  # short line
+    L3 + "0,0,32,1.0,,\n1,0,64,1,,,,\n",  # long line
+    L3 + "0,0,32,1.0,,\n\n1,0,64,1,,\n",  # blank line
+    L3 + "0,0,32,abc,,\n",  # text in a number column
+    L3 + "0,0.5,32,1,,\n",  # non-integer epoch
+    L3 + "0,0,1e30,1,,\n",  # a step beyond the exact integers of float64
+    # No quoting on either path: a quoted comma is two fields, a quoted number is text.
+    L3 + '"0,0",0,32,1,,\n1,0,64,1,\n',
+    L3 + '0,0,32,"1",,\n',
+    L3 + "0,0,32,1,,,x\n1,0,64,1,\n",  # an extra field on the first line (pandas: an index)
+]
+
+
+def _parse(text: str, monkeypatch: pytest.MonkeyPatch, fast: bool) -> tuple[pd.DataFrame, bool]:
+    """read_history(errors="skip") and whether its fast path gave the result."""
+    from ranking import _history
+
+    real = _history._fast_parse
+    used = []
+
+    def spy(*args: Any) -> Any:
+        df = real(*args) if fast else None
+        used.append(df is not None)
+        return df
+
+    monkeypatch.setattr(_history, "_fast_parse", spy)
+    return read_history(io.StringIO(text), errors="skip"), any(used)
+
+
+def _large_history() -> str:
+    from ranking._bench import synthetic_history
+
+    buf = io.StringIO()
+    synthetic_history(np.random.default_rng(0), epochs=200, steps=500).to_csv(buf)
+    return buf.getvalue()  # ~100k rows, several blocks of pyarrow's reader
+
+
+@pytest.mark.parametrize("text", [*FAST_CASES, "large"])
+def test_fast_path_gives_what_the_line_by_line_path_gives(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = _large_history() if text == "large" else text
+    fast, used = _parse(text, monkeypatch, fast=True)
+    slow, _ = _parse(text, monkeypatch, fast=False)
+    assert used
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    assert fast.attrs["warnings"] == slow.attrs["warnings"] == []
+
+
+@pytest.mark.parametrize("text", SLOW_CASES)
+def test_fast_path_hands_unusual_files_to_the_line_by_line_path(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    df, used = _parse(text, monkeypatch, fast=True)
+    assert not used
+    assert all("line " in w for w in df.attrs["warnings"])

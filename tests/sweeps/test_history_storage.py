@@ -21,7 +21,6 @@ from sweeps.history import (
     history_payload,
     log_payload,
     minmax_downsample,
-    parse_history_bulk,
     read_trial_history,
 )
 from tests import factories
@@ -191,61 +190,6 @@ def test_nan_is_not_json_number():
     rows = _rows(LAYOUT3_HEADER + "0,0,32,2.0,,\n")
     data = chart_series(rows)
     assert not any(isinstance(v, float) and math.isnan(v) for v in data["series"]["train"]["y"])
-
-
-BULK_CASES = [
-    LAYOUT3_HEADER + layout3_rows(3, 7),
-    LAYOUT3_HEADER
-    + "0,0,32,inf,-inf,\n1,0,64,nan,NaN,\n2,0,64,NA,null,1e-3\n3,1,5,None,N/A,-nan\n",
-    ",epoch,iter,train_loss,val_loss\n0,0,0,1.0,\n1,0,1,0.9,0.95\n2,1,0,0.8,\n",
-    ",epoch,iter,train_loss,val_loss,epoch_val_loss\n0,0,0,1.0,,\n1,0,-1,,,0.9\n",
-    "epoch,train_loss,val_loss\n1,2.0,2.1\n2,1.5,1.7\n",
-    "index,epoch,sample_count,train_loss,val_loss,epoch_val_loss,note\n0,0,3,1,,,x\n1,0,6,2,,,y\n",
-]
-
-
-@pytest.mark.parametrize("text", BULK_CASES)
-def test_bulk_parse_matches_read_history(text):
-    import pandas as pd
-
-    fast = parse_history_bulk(text)
-    assert fast is not None
-    pd.testing.assert_frame_equal(fast, read_history(io.StringIO(text)))
-    assert fast.attrs["warnings"] == []
-
-
-def test_bulk_parse_of_a_file_larger_than_one_parser_block(tmp_path):
-    import pandas as pd
-
-    from sweeps.management.commands.bench import generate_history
-
-    path = tmp_path / "history.csv"
-    generate_history(path, rows=100_000, epochs=10)  # ~3 MB: several blocks, parsed in threads
-    fast = parse_history_bulk(path.read_bytes())
-    pd.testing.assert_frame_equal(fast, read_history(path), check_exact=True)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        LAYOUT3_HEADER + "0,0,32,1.0,,\n1,0,64\n",  # short line
-        LAYOUT3_HEADER + "0,0,32,1.0,,\n1,0,64,1,,,,\n",  # long line
-        LAYOUT3_HEADER + "0,0,32,1.0,,\n\n1,0,64,1,,\n",  # blank line
-        LAYOUT3_HEADER + "0,0,32,abc,,\n",  # text in a number column
-        LAYOUT3_HEADER + "0,0.5,32,1,,\n",  # non-integer epoch
-        LAYOUT3_HEADER + "0,0,1e30,1,,\n",  # a step beyond the exact integers of float64
-        LAYOUT3_HEADER + "0,0,32,1.0,,\r\n",  # CR line ends
-        LAYOUT3_HEADER + "0,0,32,1.0,,\n1,0,6",  # partial last line
-        # Comma totals that match while the fields do not: a quoted comma, or one extra
-        # field on the first line (which pandas would take as an index), plus a short line.
-        LAYOUT3_HEADER + '"0,0",0,32,1,,\n1,0,64,1,\n',
-        LAYOUT3_HEADER + "0,0,32,1,,,x\n1,0,64,1,\n",
-        LAYOUT3_HEADER + '0,0,32,"1.0\n",,\n1,0,64,1,,\n',  # quoted line break
-        LAYOUT3_HEADER,  # header only
-    ],
-)
-def test_bulk_parse_declines_anything_unusual(text):
-    assert parse_history_bulk(text) is None
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from ranking._features import (
     FEATURE_NAMES,
     N_FEATURES,
     Prefix,
-    features,
     features_many,
     prefix_from_frame,
 )
@@ -331,7 +330,12 @@ class EarlyRanker:
                 raise ValueError(f"got {n} histories but {len(tot)} total_epochs")
         if n == 0:
             return np.zeros(0)
-        X, best, _ = features_many([prefix_from_frame(h) for h in histories], tot)
+        return self._score_prefixes([prefix_from_frame(h) for h in histories], tot)
+
+    def _score_prefixes(
+        self, prefixes: Sequence[Prefix], totals: Sequence[float | None]
+    ) -> np.ndarray:
+        X, best, _ = features_many(prefixes, totals)
         out = self.predict_features(X, best)
         # Unscorable by the model but finite (negative metric values): best so far.
         nomodel = np.isnan(X[:, 0]) & np.isfinite(best)
@@ -359,10 +363,7 @@ class EarlyRanker:
 
     def score_prefix(self, prefix: Prefix, *, total_epochs: float | None = None) -> float:
         """Like :meth:`score` for arrays already extracted with ``prefix_from_frame``."""
-        x, b, _ = features(prefix, total_epochs)
-        if x is None:
-            return b
-        return float(self.predict_features(x[None, :], np.array([b]))[0])
+        return float(self._score_prefixes([prefix], [total_epochs])[0])
 
     # ------------------------------------------------------------------ persistence
 

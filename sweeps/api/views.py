@@ -304,9 +304,13 @@ def run_fetch(request, user, run_id):
 # --- checkpoints ---------------------------------------------------------------------
 
 
-def _checkpoints_create(request, exp: Experiment, trial: Trial):
-    data = validation.checkpoint_create(_json_body(request), exp.spec)
-    cp = actions.do_create_checkpoint(exp, trial.pk, data)
+def _checkpoints_create(request, user, run_id: str, experiment_id: str | None = None):
+    cp = actions.do_create_checkpoint(
+        user,
+        _id(run_id),
+        _json_body(request),
+        experiment_pk=None if experiment_id is None else _id(experiment_id),
+    )
     return ok(render.checkpoint(cp), 201)
 
 
@@ -324,8 +328,7 @@ def _checkpoint_fetch(trial: Trial, checkpoint_id: str):
 
 
 def checkpoints_create(request, user, experiment_id, run_id):
-    exp = _get_experiment_for_user(user, experiment_id)
-    return _checkpoints_create(request, exp, _get_trial(exp, run_id, what="training run"))
+    return _checkpoints_create(request, user, run_id, experiment_id)
 
 
 def checkpoints_list(request, user, experiment_id, run_id):
@@ -339,8 +342,7 @@ def checkpoint_fetch(request, user, experiment_id, run_id, checkpoint_id):
 
 
 def run_checkpoints_create(request, user, run_id):
-    exp, trial = _get_run_for_user(user, run_id)
-    return _checkpoints_create(request, exp, trial)
+    return _checkpoints_create(request, user, run_id)
 
 
 def run_checkpoints_list(request, user, run_id):

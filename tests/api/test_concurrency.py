@@ -3,6 +3,7 @@ file SQLite test DB (WAL, IMMEDIATE transactions): none is lost, none is duplica
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
@@ -75,3 +76,64 @@ def test_concurrent_checkpoints_are_all_stored(live_server, owner):
         assert HistoryChunk.objects.filter(trial=trial).count() == expected
     listed = session.get(f"{url}/training_runs/{shared}/checkpoints", params={"limit": 1}).json()
     assert listed["count"] == 5 * per_client
+
+
+def test_checkpoints_through_the_embedded_server_in_two_processes():
+    """The embedded default's own stack: daphne in two processes (``luminide.serve``), the
+    API's ASGI handler, Redis, SQLite. Clients post to their own runs and to one shared
+    run at once, across both processes; every checkpoint is stored once, in order."""
+    from sweeps.api.bench import Client, live_server
+
+    with live_server(processes=2) as srv:
+        setup = Client(srv)
+        status, exp = setup.call("POST", "/v1/experiments", BODY)
+        assert status == 201, exp
+        runs = []
+        for _ in range(3):
+            _, sug = setup.call("POST", f"/v1/experiments/{exp['id']}/suggestions", {})
+            _, run = setup.call(
+                "POST", f"/v1/experiments/{exp['id']}/training_runs", {"suggestion": sug["id"]}
+            )
+            runs.append(run["id"])
+        targets = runs + [runs[0]] * 3
+        per_client = 10
+        answers: list[list[tuple[int, dict]]] = [[] for _ in targets]
+        barrier = threading.Barrier(len(targets))
+
+        def client(i: int) -> None:
+            c = Client(srv)
+            barrier.wait()
+            for k in range(per_client):
+                body = {"values": [{"name": "loss", "value": 1.0 / (k + 1) + i}]}
+                answers[i].append(
+                    c.call("POST", f"/v1/training_runs/{targets[i]}/checkpoints", body)
+                )
+            c.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(targets))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(code == 201 for got in answers for code, _ in got), answers
+        with sqlite3.connect(srv.db_path) as db:
+            for run_id in runs:
+                expected = per_client * targets.count(run_id)
+                status, run = setup.call("GET", f"/v1/training_runs/{run_id}")
+                assert status == 200 and run["checkpoint_count"] == expected
+                for table, column in (
+                    ("sweeps_checkpoint", "seq"),
+                    ("sweeps_trialepoch", "epoch"),
+                    ("sweeps_historychunk", "first_seq"),
+                ):
+                    stored = db.execute(
+                        f"SELECT {column} FROM {table} WHERE trial_id = ? ORDER BY 1", [run_id]
+                    ).fetchall()
+                    assert [v for (v,) in stored] == list(range(expected)), table
+        # Errors keep the API's JSON shape through the ASGI handler.
+        status, err = setup.call("POST", "/v1/training_runs/999999/checkpoints", {"values": []})
+        assert status == 404 and err == {"message": "no training run 999999", "status": 404}
+        setup.headers["Authorization"] = "Basic " + "bm90LWEtdG9rZW46"  # "not-a-token:"
+        status, err = setup.call("GET", f"/v1/experiments/{exp['id']}")
+        assert status == 401 and err["status"] == 401
+        setup.close()

@@ -6,6 +6,7 @@ import pytest
 
 from luminide.models import Project
 from sweeps import studies
+from sweeps.api import actions
 from sweeps.models import Checkpoint, Experiment, HistoryChunk, RunState, Trial, TrialEpoch
 
 pytestmark = pytest.mark.django_db
@@ -188,6 +189,37 @@ def test_checkpoints_store_epochs_history_and_best(api, experiment_body):
     path = f"/v1/experiments/{exp['id']}/training_runs/{run['id']}/checkpoints"
     assert api.get(f"{path}/{answers[2]['id']}").json()["values"][0]["value"] == 0.7
     assert api.get(f"{path}/424242").status_code == 404
+
+
+def test_checkpoint_planned_on_a_stale_run_is_planned_again(
+    api, experiment_body, owner, monkeypatch
+):
+    """A checkpoint is computed outside the write transaction; when another checkpoint of
+    the same run lands in between, the write notices and plans it again (under the lock)."""
+    exp = api.experiment(experiment_body)
+    _, run = api.run(exp["id"])
+    plan = actions._plan_checkpoint
+    planned_at: list[int] = []
+
+    def plan_then_race(experiment, trial, body):
+        planned = plan(experiment, trial, body)
+        planned_at.append(trial.epochs_done)
+        if len(planned_at) == 1:  # another client's checkpoint lands now
+            other = {"values": [{"name": "val_loss", "value": 0.25}]}
+            actions.do_create_checkpoint(owner, trial.pk, other)
+        return planned
+
+    monkeypatch.setattr(actions, "_plan_checkpoint", plan_then_race)
+    answer = api.checkpoint(run["id"], 0.75)
+    assert answer.status_code == 201, answer.json()
+    # First plan (seq 0), the racing one (seq 0, stored), the first again (seq 1).
+    assert planned_at == [0, 0, 1]
+    trial = Trial.objects.get(pk=int(run["id"]))
+    stored = trial.checkpoints.order_by("seq").values_list("seq", "values")
+    assert [(seq, values[0]["value"]) for seq, values in stored] == [(0, 0.25), (1, 0.75)]
+    assert list(trial.epochs.order_by("epoch").values_list("val_loss", flat=True)) == [0.25, 0.75]
+    assert trial.epochs_done == 2 and trial.rows_stored == 2 and trial.best_val_loss == 0.25
+    assert trial.metadata["series"]["val_loss"] == [0.25, 0.75]
 
 
 def test_checkpoint_chart_history_is_readable(api, experiment_body):

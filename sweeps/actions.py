@@ -53,33 +53,26 @@ FINISHED_STATES = (RunState.COMPLETE, RunState.FAILED, RunState.CANCELLED, RunSt
 
 
 def send_event_now(experiment_id: int, *events_: dict) -> None:
-    """Publish ``events_`` to the experiment's group, in order; delivery is best effort (at
-    most once). Several events share one hop to the event loop, which costs more than a send.
+    """Publish ``events_`` to the experiment's group, in order, as one channel-layer message;
+    delivery is best effort (at most once). The hop to the event loop and the Redis publish
+    cost more than building the events, hence one of each for all of them.
     """
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not events_:
         return
-    group = events.group_name(experiment_id)
-
-    async def publish() -> None:
-        for event in events_:
-            try:
-                await layer.group_send(group, event)
-            except Exception as exc:  # a lost hint is recovered by the client's re-sync
-                log.warning(
-                    "could not publish %s to experiment %s: %r",
-                    event.get("type"),
-                    experiment_id,
-                    exc,
-                )
-
+    message = events_[0] if len(events_) == 1 else events.batch(list(events_))
     try:
-        async_to_sync(publish)()
-    except Exception as exc:  # never fail the caller over a hint
-        log.warning("could not publish to experiment %s: %r", experiment_id, exc)
+        async_to_sync(layer.group_send)(events.group_name(experiment_id), message)
+    except Exception as exc:  # never fail the caller over a hint: clients re-sync
+        log.warning(
+            "could not publish %s to experiment %s: %r",
+            ", ".join(e.get("type", "?") for e in events_),
+            experiment_id,
+            exc,
+        )
 
 
 def send_event_on_commit(experiment_id: int, *events_: dict) -> None:

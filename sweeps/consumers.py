@@ -51,6 +51,10 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
     async def _forward(self, event: dict) -> None:
         await self.send_json(event)
 
+    async def events_batch(self, message: dict) -> None:
+        for event in message["events"]:
+            await self.send_json(event)
+
     # Channels maps the dotted type "history.rows" to the method history_rows.
     history_rows = _forward
     trial_update = _forward

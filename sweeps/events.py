@@ -25,6 +25,10 @@ Types (``type`` key, dotted; Channels dispatches ``history.rows`` to ``history_r
 * ``log.lines``: ``{"type", "experiment", "trial", "trial_id", "offset" (byte offset of the
   first line in log.txt), "cursor" (byte offset after the last), "lines": [str, ...]}``.
 
+Several events of one action cross the channel layer as one ``events.batch`` message
+(:func:`batch`; one Redis publish instead of one per event); the consumer forwards its
+events one by one, so browsers never see it.
+
 Floats use :func:`sweeps.history.json_float` (null when unknown; "nan"/"inf"/"-inf" strings
 when not finite); datetimes are ISO 8601 strings or null.
 """
@@ -40,12 +44,18 @@ TRIAL_UPDATE = "trial.update"
 EXPERIMENT_UPDATE = "experiment.update"
 LOG_LINES = "log.lines"
 HELLO = "hello"
+EVENTS_BATCH = "events.batch"
 EVENT_TYPES = (HISTORY_ROWS, TRIAL_UPDATE, EXPERIMENT_UPDATE, LOG_LINES)
 
 
 def group_name(experiment_id: int) -> str:
     """The channel-layer group of one experiment's watchers."""
     return f"experiment_{experiment_id}"
+
+
+def batch(events: list[dict]) -> dict:
+    """``events.batch``: several events for one group message, delivered in order."""
+    return {"type": EVENTS_BATCH, "events": events}
 
 
 def _iso(dt: datetime | None) -> str | None:

@@ -48,10 +48,11 @@ def test_checkpoint_sends_history_rows_and_trial_update(api, experiment_body):
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(f"experiment_{exp['id']}", channel)
     api.checkpoint(run["id"], 0.5)
-    messages = async_to_sync(_drain)(layer, channel)
-    types = [m["type"] for m in messages]
-    assert types == ["history.rows", "trial.update"]
-    rows, update = messages
+    # One channel-layer message carries both events (the consumer forwards them in order).
+    (batch,) = async_to_sync(_drain)(layer, channel)
+    assert batch["type"] == "events.batch"
+    assert [m["type"] for m in batch["events"]] == ["history.rows", "trial.update"]
+    rows, update = batch["events"]
     assert rows["trial_id"] == int(run["id"]) and (rows["after"], rows["cursor"]) == (0, 1)
     assert rows["series"]["epoch_val"]["y"] == [0.5]
     assert update["epochs_done"] == 1 and update["best_val_loss"] == 0.5

@@ -113,7 +113,7 @@ class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
         for token in self.raw(sql, [_hash_token(raw)]):
             token.user = user_model.from_db(
                 self.db,
-                ["id", "username", "is_active"],
+                [user_model._meta.pk.attname, "username", "is_active"],
                 [token.user_id, token.user_username, bool(token.user_is_active)],
             )
             return token

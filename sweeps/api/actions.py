@@ -305,8 +305,8 @@ def _find_run(
     ``lock``: lock the run's row until the transaction ends, where the database has row
     locks (on SQLite a write transaction already holds the whole database).
 
-    Every checkpoint starts here, so these are two written-out queries: the ORM spent
-    ~2 ms building them, more than a checkpoint's writes.
+    Every checkpoint starts here, so these are two written-out queries: the ORM's version
+    took ~1.5 ms, nearly all of it building the SQL (SQLite ran it in under 0.1 ms).
 
     Raises:
         ApiError: 404 when there is no such run (in ``experiment_pk``, if given) that
@@ -337,12 +337,14 @@ def _find_run(
         ),
         None,
     )
-    visible = experiment is not None and (
-        experiment.project_owner_id == user.pk
-        or Project.collaborators.through.objects.filter(
-            project_id=experiment.project_id, user_id=user.pk
-        ).exists()
-    )
+    if experiment is not None:
+        # The project as far as the access check needs it; other fields load on use.
+        experiment.project = Project.from_db(
+            connection.alias,
+            ["id", "owner_id"],
+            [experiment.project_id, experiment.project_owner_id],
+        )
+    visible = experiment is not None and experiment.project.can_access(user)
     if experiment_pk is not None and not visible:
         raise ApiError(404, f"no experiment {experiment_pk}")
     if trial is None or not visible or trial.experiment_id != experiment.pk:

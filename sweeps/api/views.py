@@ -134,11 +134,6 @@ def _query(request: HttpRequest) -> dict[str, str]:
 # --- object access: one helper per object type ---------------------------------------
 
 
-def _can_access(user, exp: Experiment) -> bool:
-    project = exp.project
-    return project.owner_id == user.pk or project.collaborators.filter(pk=user.pk).exists()
-
-
 def _get_experiment_for_user(user, experiment_id: str, *, progress: bool = False) -> Experiment:
     # One indexed lookup, then the access check in Python: cheaper than for_user()'s
     # DISTINCT join on the hot checkpoint path. Not yours or not an API one: 404.
@@ -146,7 +141,7 @@ def _get_experiment_for_user(user, experiment_id: str, *, progress: bool = False
     if progress:
         qs = render.with_progress(qs)
     exp = qs.filter(pk=_id(experiment_id), kind=Experiment.Kind.API).first()
-    if exp is None or not _can_access(user, exp):
+    if exp is None or not exp.project.can_access(user):
         raise ApiError(404, f"no experiment {experiment_id}")
     return exp
 
@@ -169,7 +164,7 @@ def _get_run_for_user(user, run_id: str) -> tuple[Experiment, Trial]:
         .order_by()
         .first()
     )
-    if trial is None or not _can_access(user, trial.experiment):
+    if trial is None or not trial.experiment.project.can_access(user):
         raise ApiError(404, f"no training run {run_id}")
     return trial.experiment, trial
 

@@ -133,6 +133,10 @@ def test_checkpoints_through_the_embedded_server_in_two_processes():
         # Errors keep the API's JSON shape through the ASGI handler.
         status, err = setup.call("POST", "/v1/training_runs/999999/checkpoints", {"values": []})
         assert status == 404 and err == {"message": "no training run 999999", "status": 404}
+        setup.conn.request("GET", "/v1/openapi.json")
+        answer = setup.conn.getresponse()
+        answer.read()
+        assert answer.status == 200 and answer.getheader("X-Content-Type-Options") == "nosniff"
         setup.headers["Authorization"] = "Basic " + "bm90LWEtdG9rZW46"  # "not-a-token:"
         status, err = setup.call("GET", f"/v1/experiments/{exp['id']}")
         assert status == 401 and err["status"] == 401

@@ -1,0 +1,181 @@
+"""``manage.py ranker_check``: how well Early Ranking orders a project's or template's runs.
+
+Trains random configs from ``sweep.yaml`` to their full length (``full.sh``, here, no
+workers needed), then scores each run's first epochs (as many as ``fast.sh`` trains) and
+compares that order with the runs' true best validation loss: what a Fast Sweep can expect
+on this code. The runs are kept in ``--work``, so a second call only scores them (a larger
+``--configs`` adds runs).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import optuna
+import yaml
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from scipy.stats import kendalltau, spearmanr
+
+from luminide.models import Project
+from luminide.workspace import TEMPLATE_INPUTS, TEMPLATES_DIR, list_templates
+from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml
+
+SCRIPTS = ("full.sh", "fast.sh", "config.yaml", "sweep.yaml")
+
+
+def fast_epochs(fast_sh: str) -> int:
+    """Epochs ``fast.sh`` trains: its ``--stop-after N``, else its ``--epochs N``."""
+    for flag in ("--stop-after", "--epochs"):
+        found = re.search(rf"{flag}\s+(\d+)", fast_sh)
+        if found:
+            return int(found.group(1))
+    raise CommandError("fast.sh: no --stop-after N or --epochs N found")
+
+
+def _run(folder: Path) -> int:
+    # `python` in the scripts is this interpreter's, as on a worker (sweeps.runner).
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    with open(folder / "stdout.txt", "w") as out:
+        return subprocess.call(
+            ["bash", "../code/full.sh"], cwd=folder, stdout=out, stderr=out, env=env
+        )
+
+
+class Command(BaseCommand):
+    help = __doc__.splitlines()[0].split(": ", 1)[1]
+
+    def add_arguments(self, parser) -> None:
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--template", choices=list_templates(), help="a code template")
+        source.add_argument("--project", help="a project's slug: its code/ and input/")
+        parser.add_argument("--configs", type=int, default=40)
+        parser.add_argument("--seed", type=int, default=0, help="of the config sampler")
+        parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+        parser.add_argument("--work", default=None, help="default var/ranker-check/NAME")
+        parser.add_argument("--out", default=None, help="CSV of every run (default in --work)")
+
+    def handle(self, *args, **options) -> None:
+        name = options["template"] or options["project"]
+        work = Path(options["work"] or settings.LUMINIDE_VAR_DIR / "ranker-check" / name)
+        if not (work / "code").is_dir():
+            self._prepare(work, options["template"], options["project"])
+        code = work / "code"
+        try:
+            space = parse_sweep_yaml((code / "sweep.yaml").read_text())
+            defaults = parse_config_yaml((code / "config.yaml").read_text())
+        except YamlFileError as exc:
+            raise CommandError(str(exc)) from exc
+        n_fast = fast_epochs((code / "fast.sh").read_text())
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.RandomSampler(seed=options["seed"])
+        study = optuna.create_study(sampler=sampler)
+        folders = []
+        for i in range(options["configs"]):
+            params = study.ask(space.distributions).params
+            folder = work / f"run-{i:03d}"  # beside code/ and input/, as full.sh expects
+            folders.append(folder)
+            if (folder / "done").exists():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            config = space.trial_config(defaults, params)
+            (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        todo = [f for f in folders if not (f / "done").exists()]
+        self.stdout.write(f"{name}: {len(todo)} of {len(folders)} runs to train in {work}")
+
+        def train(folder: Path) -> None:
+            rc = _run(folder)
+            if rc != 0:
+                raise CommandError(f"{folder}: full.sh exited {rc}; see {folder}/stdout.txt")
+            (folder / "done").touch()
+            self.stdout.write(f"  {folder.name}: done")
+
+        with ThreadPoolExecutor(options["jobs"]) as pool:
+            list(pool.map(train, todo))
+        rows = self._score(folders, n_fast)
+        out = Path(options["out"] or work / "ranker-check.csv")
+        with open(out, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        self.stdout.write(self._summary(name, rows, n_fast) + f"\nruns: {out}")
+
+    @staticmethod
+    def _prepare(work: Path, template: str | None, slug: str | None) -> None:
+        """A copy of the code (edits made meanwhile do not mix in) and the input data."""
+        work.mkdir(parents=True, exist_ok=True)
+        if template:
+            shutil.copytree(TEMPLATES_DIR / template, work / "code")
+            (work / "input").mkdir()
+            TEMPLATE_INPUTS[template](work / "input")
+            return
+        project = Project.objects.filter(slug=slug).first()
+        if project is None:
+            raise CommandError(f"--project: no project {slug!r}")
+        missing = [f for f in SCRIPTS if not (project.code_dir / f).is_file()]
+        if missing:
+            raise CommandError(f"--project {slug}: code/ has no {', '.join(missing)}")
+        shutil.copytree(project.code_dir, work / "code")
+        (work / "input").symlink_to(project.input_dir.resolve())
+
+    def _score(self, folders: list[Path], n_fast: int) -> list[dict]:
+        from ranking import EarlyRanker, read_history
+
+        ranker = EarlyRanker.load()
+        rows, prefixes = [], []
+        for folder in folders:
+            df = read_history(folder / "history.csv", errors="skip")
+            ends = df["epoch_val_loss"]
+            final = float(ends.min()) if ends.notna().any() else math.inf
+            if "diverged" in (folder / "stdout.txt").read_text():
+                final = math.inf  # a sweep fails a diverged trial: rank it last
+            prefix = df[df["epoch"] < n_fast]
+            prefixes.append(prefix)
+            seen = prefix["epoch_val_loss"]
+            rows.append(
+                {
+                    "run": folder.name,
+                    "final_best": final,
+                    "best_so_far": float(seen.min()) if seen.notna().any() else math.inf,
+                    "steps_per_epoch": int((df["epoch"] == 0).sum() - 1),
+                    **yaml.safe_load((folder / "config.yaml").read_text()),
+                }
+            )
+        scores = ranker.score_many(prefixes)
+        for row, score in zip(rows, scores, strict=True):
+            row["score"] = float(score)
+        return rows
+
+    @staticmethod
+    def _summary(name: str, rows: list[dict], n_fast: int) -> str:
+        final = np.array([r["final_best"] for r in rows])
+        best = final.min()
+        lines = [
+            f"{name}: {len(rows)} runs, first {n_fast} epochs scored; "
+            f"true best final val loss {best:.4f}",
+            "| method | Spearman | Kendall | pick's final | vs true best |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for method in ("score", "best_so_far"):
+            predicted = np.array([r[method] for r in rows])
+            # Diverged runs (inf) tie at the bottom on both sides, as in ranking's evaluation.
+            rho = spearmanr(predicted, final).statistic
+            tau = kendalltau(predicted, final).statistic
+            pick = final[int(np.argmin(predicted))]
+            lines.append(
+                f"| {method} | {rho:.3f} | {tau:.3f} | {pick:.4f} | {pick / best - 1:+.1%} |"
+            )
+        return "\n".join(lines)

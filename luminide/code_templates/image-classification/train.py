@@ -81,7 +81,7 @@ def build_model(arch: str, n_classes: int, dropout: float) -> nn.Module:
     layers: list[nn.Module] = []
     channels = 1
     for i, width in enumerate(widths[arch]):
-        layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
         if i < 2:
             layers.append(nn.MaxPool2d(2))
         channels = width

@@ -27,6 +27,7 @@ MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
 DEFAULT_MODEL = os.path.join(MODELS_DIR, "early_ranker")
 _FORMAT = "luminide-early-ranker/1"
 _Y_CLIP = (-6.0, 3.0)
+_FULL_VAL = FEATURE_NAMES.index("val_is_epoch_level")
 _OBJECTIVES = ("regression", "regression_l1", "huber", "quantile", "lambdarank")
 
 
@@ -36,7 +37,8 @@ class EarlyRanker:
     The model is a LightGBM booster on scale-free features of the history prefix (see
     :mod:`ranking._features`). With a regression objective it predicts
     ``log(final_best / best_so_far)`` and the score is ``best_so_far * exp(prediction)``, in
-    the run's own units. The default, a 0.9 quantile of that log ratio, is deliberately
+    the run's own units, never above the best so far when the history has full validation
+    values (epoch-end rows or epoch-level files). The default, a 0.8 quantile of that log ratio, is deliberately
     cautious about predicted improvements: in the evaluation it ranked better than the mean
     (L2) or Huber fits, which were fooled by noisy, flat runs. With ``objective="lambdarank"`` the same quantity is learned with a
     LambdaRank loss over groups of runs of one task (``log(best_so_far)`` as the initial
@@ -73,7 +75,7 @@ class EarlyRanker:
         subsample: float = 0.8,
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
-        alpha: float = 0.9,
+        alpha: float = 0.8,
         random_state: int = 0,
     ) -> None:
         self.objective = objective
@@ -291,6 +293,11 @@ class EarlyRanker:
         if ok.any():
             raw = forest.predict(X[ok])
             if self.objective != "lambdarank":
+                # With a full validation value the best so far is part of the final best, so
+                # a prediction above it (a quantile model's artefact) means "no better".
+                # Minibatch-only histories keep it: their best so far is a noisy estimate.
+                exact = X[ok, _FULL_VAL] == 1
+                raw = np.where(exact, np.minimum(raw, 0.0), raw)
                 out[ok] = best_so_far[ok] * np.exp(np.clip(raw, *_Y_CLIP))
             else:
                 # raw excludes the init score -log(best so far); undo the sign as well.

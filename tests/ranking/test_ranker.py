@@ -16,6 +16,8 @@ from ranking import EarlyRanker, read_history
 from ranking._bench import synthetic_history
 from ranking._forest import Forest
 
+DATA = Path(__file__).parent / "data"
+
 
 def epoch_frame(val: list[float], train: list[float] | None = None) -> pd.DataFrame:
     n = len(val)
@@ -103,6 +105,22 @@ class RankerContract:
         for df in (layout1, no_train, err, epoch_frame([3.0, 2.0, 1.8])):
             assert math.isfinite(ranker.score(df))
 
+    def test_never_above_the_best_so_far_with_full_validation(
+        self, ranker: EarlyRanker, history: pd.DataFrame
+    ) -> None:
+        # The final best includes the epochs seen, so it cannot be worse than their best.
+        # DATA: the tabular template at lr 0.99 (Adam), whose loss exploded in the first
+        # minibatches; the shipped quantile model predicted it 7% above its best so far.
+        blown_up = read_history(DATA / "tabular-template-first-4-epochs.csv")
+        rng = np.random.default_rng(5)
+        frames = [epoch_frame(list(np.exp(rng.normal(0, 0.3, 6)))) for _ in range(200)]
+        best = [float(f["val_loss"].min()) for f in frames]
+        for df in (history, blown_up):
+            frames.append(df)
+            best.append(float(df["epoch_val_loss"].min()))
+        scores = ranker.score_many(frames)
+        assert (scores <= np.asarray(best) * (1 + 1e-12)).all()
+
     def test_total_epochs_is_optional(self, ranker: EarlyRanker, history: pd.DataFrame) -> None:
         assert math.isfinite(ranker.score(history, total_epochs=50))
         many = ranker.score_many([history, history], total_epochs=[50, None])
@@ -143,6 +161,22 @@ class TestFittedRanker(RankerContract):
         assert np.array_equal(loaded.score_many(hs), fitted_ranker.score_many(hs))
         assert loaded.get_params() == fitted_ranker.get_params()
         assert loaded.metadata_["note"] == "test"
+
+    def test_a_worse_prediction_counts_only_without_full_validation(
+        self, fitted_ranker: EarlyRanker, history: pd.DataFrame, monkeypatch
+    ) -> None:
+        # A model that predicts "ends 50% worse" for everything: only a history whose best so
+        # far is a minibatch estimate (layout 1, no epoch-end rows) may keep that.
+        class Worse:
+            def predict(self, X: np.ndarray) -> np.ndarray:
+                return np.full(len(X), np.log(1.5))
+
+        monkeypatch.setattr(fitted_ranker, "forest_", Worse())
+        full = history
+        layout1 = history[history["iter"] != -1].drop(columns=["epoch_val_loss"])
+        assert fitted_ranker.score(full) == float(full["epoch_val_loss"].min())
+        level = layout1.groupby("epoch")["val_loss"].mean().min()
+        assert fitted_ranker.score(layout1) == pytest.approx(1.5 * level)
 
     def test_load_rejects_other_files(self, tmp_path: Path) -> None:
         (tmp_path / "x.json").write_text('{"format": "other"}')

@@ -38,7 +38,7 @@ class EarlyRanker:
     :mod:`ranking._features`). With a regression objective it predicts
     ``log(final_best / best_so_far)`` and the score is ``best_so_far * exp(prediction)``, in
     the run's own units, never above the best so far when the history has full validation
-    values (epoch-end rows or epoch-level files). The default, a 0.8 quantile of that log ratio, is deliberately
+    values (epoch-end rows or epoch-level files). The default, a 0.9 quantile of that log ratio, is deliberately
     cautious about predicted improvements: in the evaluation it ranked better than the mean
     (L2) or Huber fits, which were fooled by noisy, flat runs. With ``objective="lambdarank"`` the same quantity is learned with a
     LambdaRank loss over groups of runs of one task (``log(best_so_far)`` as the initial
@@ -75,7 +75,7 @@ class EarlyRanker:
         subsample: float = 0.8,
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
-        alpha: float = 0.8,
+        alpha: float = 0.9,
         random_state: int = 0,
     ) -> None:
         self.objective = objective

@@ -17,7 +17,7 @@ from ranking._ranker import DEFAULT_MODEL, EarlyRanker
 __all__ = ["DEFAULT_PARAMS", "load_runs", "quick_report", "train_model"]
 
 #: Hyperparameters of the shipped model (chosen by ``python -m ranking evaluate``).
-DEFAULT_PARAMS: dict[str, object] = {"objective": "quantile", "alpha": 0.8}
+DEFAULT_PARAMS: dict[str, object] = {"objective": "quantile", "alpha": 0.9}
 
 
 def load_runs(

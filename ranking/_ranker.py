@@ -38,9 +38,10 @@ class EarlyRanker:
     :mod:`ranking._features`). With a regression objective it predicts
     ``log(final_best / best_so_far)`` and the score is ``best_so_far * exp(prediction)``, in
     the run's own units, never above the best so far when the history has full validation
-    values (epoch-end rows or epoch-level files). The default, a 0.9 quantile of that log ratio, is deliberately
-    cautious about predicted improvements: in the evaluation it ranked better than the mean
-    (L2) or Huber fits, which were fooled by noisy, flat runs. With ``objective="lambdarank"`` the same quantity is learned with a
+    values (epoch-end rows or epoch-level files). The default, a 0.9 quantile of that log
+    ratio, is deliberately cautious about predicted improvements: in the evaluation it ranked
+    better than the mean (L2) or Huber fits, which were fooled by noisy, flat runs. With
+    ``objective="lambdarank"`` the same quantity is learned with a
     LambdaRank loss over groups of runs of one task (``log(best_so_far)`` as the initial
     score), which only promises the order.
 

@@ -13,9 +13,7 @@ a trial's process stopped when the pruner says so.
 from __future__ import annotations
 
 import math
-import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from luminide.launcher import stop_process_group
 from luminide.models import Project
 from sweeps import actions
 from sweeps.models import ACTIVE_STATES, Experiment, RunState
+from sweeps.runner import script_env
 from sweeps.search_space import SearchSpace
 from sweeps.sweep import TUNED_CONFIG, do_start_sweep, load_sweep_files
 
@@ -150,7 +149,7 @@ def run_pruner_baseline(
             (root / link).symlink_to(f"../../{link}")
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     spent, started = 0, time.monotonic()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = script_env()
     while spent < budget:
         trial = study.ask(space.distributions)
         run_dir = root / f"trial{trial.number}"

@@ -181,10 +181,16 @@ def check_code(trial: Trial, run_dir: Path) -> Path:
     return script
 
 
-def _env(trial: Trial, run_dir: Path) -> dict[str, str]:
+def script_env() -> dict[str, str]:
+    """This process's environment for a project script: ``python`` in ``full.sh``/``fast.sh``
+    is this interpreter's (the venv's), whatever PATH was."""
     env = dict(os.environ)
-    # `python` in the scripts is this interpreter's (the venv's), whatever PATH was.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def _env(trial: Trial, run_dir: Path) -> dict[str, str]:
+    env = script_env()
     env["TRIAL"] = str(trial.number)
     env["PYTHONUNBUFFERED"] = "1"
     env["LUMINIDE_EXPERIMENT"] = trial.experiment.name

@@ -25,7 +25,6 @@ with open("history.csv", "w") as fh:
     for epoch in range(epochs):
         if cfg["lr"] > 0.85 and epoch == 4:
             fh.write(f"{2 * epoch},{epoch},50,inf,,\\n")
-            print("training diverged")
             break
         level = (1 + 3 * abs(cfg["lr"] - 0.3)) * (0.5 + 1 / (epoch + 1))
         fh.write(f"{2 * epoch},{epoch},50,{level * 1.1},{level},\\n")

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from scipy.stats import kendalltau, spearmanr
 
 from luminide.models import Project
 from luminide.workspace import TEMPLATE_INPUTS, TEMPLATES_DIR, list_templates
+from sweeps.runner import script_env
 from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml
 
 SCRIPTS = ("full.sh", "fast.sh", "config.yaml", "sweep.yaml")
@@ -43,14 +42,9 @@ def fast_epochs(fast_sh: str) -> int:
 
 
 def _run(folder: Path) -> int:
-    # `python` in the scripts is this interpreter's, as on a worker (sweeps.runner).
-    env = {
-        **os.environ,
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-    }
     with open(folder / "stdout.txt", "w") as out:
         return subprocess.call(
-            ["bash", "../code/full.sh"], cwd=folder, stdout=out, stderr=out, env=env
+            ["bash", "../code/full.sh"], cwd=folder, stdout=out, stderr=out, env=script_env()
         )
 
 
@@ -83,17 +77,17 @@ class Command(BaseCommand):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = optuna.samplers.RandomSampler(seed=options["seed"])
         study = optuna.create_study(sampler=sampler)
-        folders = []
+        folders, todo = [], []
         for i in range(options["configs"]):
-            params = study.ask(space.distributions).params
+            params = study.ask(space.distributions).params  # asked even when kept: same seeds
             folder = work / f"run-{i:03d}"  # beside code/ and input/, as full.sh expects
             folders.append(folder)
             if (folder / "done").exists():
                 continue
+            todo.append(folder)
             folder.mkdir(parents=True, exist_ok=True)
             config = space.trial_config(defaults, params)
             (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        todo = [f for f in folders if not (f / "done").exists()]
         self.stdout.write(f"{name}: {len(todo)} of {len(folders)} runs to train in {work}")
 
         def train(folder: Path) -> None:
@@ -135,13 +129,12 @@ class Command(BaseCommand):
         from ranking import EarlyRanker, read_history
 
         ranker = EarlyRanker.load()
-        rows, prefixes = [], []
+        rows, histories, prefixes = [], [], []
         for folder in folders:
             df = read_history(folder / "history.csv", errors="skip")
+            histories.append(df)
             ends = df["epoch_val_loss"]
             final = float(ends.min()) if ends.notna().any() else math.inf
-            if "diverged" in (folder / "stdout.txt").read_text():
-                final = math.inf  # a sweep fails a diverged trial: rank it last
             prefix = df[df["epoch"] < n_fast]
             prefixes.append(prefix)
             seen = prefix["epoch_val_loss"]
@@ -155,8 +148,13 @@ class Command(BaseCommand):
                 }
             )
         scores = ranker.score_many(prefixes)
-        for row, score in zip(rows, scores, strict=True):
+        # The ranker's own test for divergence (inf, or the losses turning NaN) on the whole
+        # run: a sweep fails such a trial, so it ranks last whatever it reached before.
+        diverged = np.isinf(ranker.score_many(histories))
+        for row, score, failed in zip(rows, scores, diverged, strict=True):
             row["score"] = float(score)
+            if failed:
+                row["final_best"] = math.inf
         return rows
 
     @staticmethod

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+import subprocess
+import sys
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from sweeps.management.commands.ranker_check import fast_epochs
+from sweeps.models import Experiment, RunState
 from tests import factories
 
 TRAIN = """\
@@ -44,6 +48,30 @@ def _check(tmp_path, slug: str, configs: int = 8) -> str:
     call_command(
         "ranker_check", project=slug, configs=configs, work=str(tmp_path / "work"), stdout=out
     )
+    return out.getvalue()
+
+
+def _sweep(project, kind: str, lrs: list[float]) -> Experiment:
+    """A finished sweep of ``kind`` with a trial per lr, run in its folder as the runner would
+    (trials with lr > 0.85 diverge and are FAILED); the full sweep's trials ran full.sh."""
+    experiment = factories.make_experiment(
+        project, kind=kind, state=RunState.COMPLETE, trials=len(lrs)
+    )
+    shutil.copytree(project.code_dir, experiment.output_dir / "code")
+    stop = [] if kind == Experiment.Kind.SWEEP else ["--stop-after", "3"]
+    for trial, lr in zip(experiment.trials.order_by("number"), lrs, strict=True):
+        trial.run_dir.mkdir(parents=True)
+        (trial.run_dir / "config.yaml").write_text(f"lr: {lr}\n")
+        subprocess.run([sys.executable, "../code/train.py", *stop], cwd=trial.run_dir, check=True)
+        if lr > 0.85:
+            trial.state = RunState.FAILED
+            trial.save()
+    return experiment
+
+
+def _check_sweep(tmp_path, name: str) -> str:
+    out = io.StringIO()
+    call_command("ranker_check", sweep=name, work=str(tmp_path / "work"), stdout=out)
     return out.getvalue()
 
 
@@ -89,6 +117,53 @@ def test_refuses_a_project_it_cannot_check(owner, tmp_path):
     )
     with pytest.raises(CommandError, match=r"sweep\.yaml line 2"):
         _check(tmp_path / "b", bad.slug)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", [Experiment.Kind.SWEEP, Experiment.Kind.FAST_SWEEP])
+def test_checks_a_finished_sweeps_configs(owner, tmp_path, kind):
+    project = factories.make_project(owner, template="", files=FILES)
+    experiment = _sweep(project, kind, [0.6, 0.1, 0.95, 0.3])
+    name = f"{project.slug}/exp{experiment.number}"
+
+    report = _check_sweep(tmp_path, name)
+
+    # The failed trial is left out; a full sweep's trials are already trained.
+    trained = 0 if kind == Experiment.Kind.SWEEP else 3
+    assert f"{project.slug}-exp{experiment.number}: {trained} of 3 runs to train" in report
+    with open(tmp_path / "work" / "ranker-check.csv") as fh:
+        rows = {r["run"]: r for r in csv.DictReader(fh)}
+    assert sorted(rows) == ["run-000", "run-001", "run-003"]
+    for run, lr in (("run-000", 0.6), ("run-001", 0.1), ("run-003", 0.3)):
+        level = 1 + 3 * abs(lr - 0.3)
+        assert float(rows[run]["final_best"]) == pytest.approx(level * 0.6, rel=1e-5)
+        assert float(rows[run]["best_so_far"]) == pytest.approx(level * (0.5 + 1 / 3), rel=1e-5)
+    assert "| score | 1.000 | 1.000 | 0.6000 | +0.0% |" in report
+    # The second table: shares of the 10 epochs, each picking the true best here.
+    assert "At shares of the 10 epochs" in report
+    for share, epochs in (("10%", 1), ("30%", 3), ("70%", 7)):
+        assert f"| {share} | {epochs} | 1.000 | +0.0% | +0.0% |" in report
+
+    again = _check_sweep(tmp_path, name)
+    assert "0 of 3 runs to train" in again
+
+
+@pytest.mark.django_db
+def test_refuses_what_is_not_a_finished_sweep(owner, tmp_path):
+    project = factories.make_project(owner, template="", files=FILES)
+    single = factories.make_experiment(project, state=RunState.COMPLETE)
+    queued = factories.make_experiment(project, kind=Experiment.Kind.SWEEP, trials=2)
+    with pytest.raises(CommandError, match=r"expected SLUG/expN"):
+        _check_sweep(tmp_path, "exp3")
+    with pytest.raises(CommandError, match=rf"{project.slug}/exp99: no such experiment"):
+        _check_sweep(tmp_path, f"{project.slug}/exp99")
+    with pytest.raises(CommandError, match=r"a Training run, not a sweep"):
+        _check_sweep(tmp_path, f"{project.slug}/exp{single.number}")
+    with pytest.raises(CommandError, match=r"no code snapshot"):
+        _check_sweep(tmp_path / "q", f"{project.slug}/exp{queued.number}")
+    shutil.copytree(project.code_dir, queued.output_dir / "code")
+    with pytest.raises(CommandError, match=r"no completed trial"):
+        _check_sweep(tmp_path / "q", f"{project.slug}/exp{queued.number}")
 
 
 def test_fast_epochs_reads_the_fast_script():

@@ -5,6 +5,13 @@ workers needed), then scores each run's first epochs (as many as ``fast.sh`` tra
 compares that order with the runs' true best validation loss: what a Fast Sweep can expect
 on this code. The runs are kept in ``--work``, so a second call only scores them (a larger
 ``--configs`` adds runs).
+
+``--sweep SLUG/expN`` checks a finished sweep's configs instead of random ones: a full
+sweep's trials are scored as they are (no training), a Fast Sweep's are trained to full
+length first. Tuned configs sit close together, so this is where picking the best is hard.
+
+A second table shows the same at 10-70% of the epochs, and how the run leading at that
+point ends: the most any method that picks from partial training can expect on this code.
 """
 
 from __future__ import annotations
@@ -26,10 +33,13 @@ from scipy.stats import kendalltau, spearmanr
 
 from luminide.models import Project
 from luminide.workspace import TEMPLATE_INPUTS, TEMPLATES_DIR, list_templates
+from sweeps.models import Experiment, RunState
 from sweeps.runner import script_env
 from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml
 
 SCRIPTS = ("full.sh", "fast.sh", "config.yaml", "sweep.yaml")
+#: Shares of the full run at which the second table ranks the runs.
+FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.7)
 
 
 def fast_epochs(fast_sh: str) -> int:
@@ -55,6 +65,7 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--template", choices=list_templates(), help="a code template")
         source.add_argument("--project", help="a project's slug: its code/ and input/")
+        source.add_argument("--sweep", metavar="SLUG/expN", help="a finished sweep's configs")
         parser.add_argument("--configs", type=int, default=40)
         parser.add_argument("--seed", type=int, default=0, help="of the config sampler")
         parser.add_argument("--jobs", type=int, default=2, help="runs at once")
@@ -62,10 +73,11 @@ class Command(BaseCommand):
         parser.add_argument("--out", default=None, help="CSV of every run (default in --work)")
 
     def handle(self, *args, **options) -> None:
-        name = options["template"] or options["project"]
+        experiment = _find_sweep(options["sweep"]) if options["sweep"] else None
+        name = options["template"] or options["project"] or str(experiment).replace("/", "-")
         work = Path(options["work"] or settings.LUMINIDE_VAR_DIR / "ranker-check" / name)
         if not (work / "code").is_dir():
-            self._prepare(work, options["template"], options["project"])
+            self._prepare(work, options["template"], options["project"], experiment)
         code = work / "code"
         try:
             space = parse_sweep_yaml((code / "sweep.yaml").read_text())
@@ -74,20 +86,13 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         n_fast = fast_epochs((code / "fast.sh").read_text())
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = optuna.samplers.RandomSampler(seed=options["seed"])
-        study = optuna.create_study(sampler=sampler)
-        folders, todo = [], []
-        for i in range(options["configs"]):
-            params = study.ask(space.distributions).params  # asked even when kept: same seeds
-            folder = work / f"run-{i:03d}"  # beside code/ and input/, as full.sh expects
-            folders.append(folder)
-            if (folder / "done").exists():
-                continue
-            todo.append(folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            config = space.trial_config(defaults, params)
-            (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        if experiment is None:
+            folders = self._random_configs(
+                work, space, defaults, options["configs"], options["seed"]
+            )
+        else:
+            folders = self._sweep_configs(work, experiment)
+        todo = [folder for folder in folders if not (folder / "done").exists()]
         self.stdout.write(f"{name}: {len(todo)} of {len(folders)} runs to train in {work}")
 
         def train(folder: Path) -> None:
@@ -105,12 +110,58 @@ class Command(BaseCommand):
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        self.stdout.write(self._summary(name, rows, n_fast) + f"\nruns: {out}")
+        self.stdout.write(self._summary(name, rows, n_fast))
+        self.stdout.write(self._leaders(folders) + f"\nruns: {out}")
 
     @staticmethod
-    def _prepare(work: Path, template: str | None, slug: str | None) -> None:
+    def _random_configs(work: Path, space, defaults, configs: int, seed: int) -> list[Path]:
+        """``configs`` run folders with random configs from ``sweep.yaml`` (kept ones reused)."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        folders = []
+        for i in range(configs):
+            params = study.ask(space.distributions).params  # asked even when kept: same seeds
+            folder = work / f"run-{i:03d}"  # beside code/ and input/, as full.sh expects
+            folders.append(folder)
+            if not (folder / "done").exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                config = space.trial_config(defaults, params)
+                (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        return folders
+
+    @staticmethod
+    def _sweep_configs(work: Path, experiment: Experiment) -> list[Path]:
+        """A run folder per completed trial: a full sweep's trial with its history (already
+        trained), a Fast Sweep's with its config only (trained here)."""
+        folders = []
+        for trial in experiment.trials.filter(state=RunState.COMPLETE).order_by("number"):
+            folder = work / f"run-{trial.number:03d}"
+            folders.append(folder)
+            if (folder / "done").exists():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(trial.run_dir / "config.yaml", folder / "config.yaml")
+            if experiment.kind == Experiment.Kind.SWEEP:
+                shutil.copy(trial.run_dir / "history.csv", folder / "history.csv")
+                (folder / "done").touch()
+        if not folders:
+            raise CommandError(f"--sweep {experiment}: no completed trial to check")
+        return folders
+
+    @staticmethod
+    def _prepare(
+        work: Path, template: str | None, slug: str | None, experiment: Experiment | None
+    ) -> None:
         """A copy of the code (edits made meanwhile do not mix in) and the input data."""
         work.mkdir(parents=True, exist_ok=True)
+        if experiment is not None:  # the code the sweep ran: its snapshot
+            if not (experiment.output_dir / "code").is_dir():
+                raise CommandError(
+                    f"--sweep {experiment}: no code snapshot in {experiment.output_dir}"
+                )
+            shutil.copytree(experiment.output_dir / "code", work / "code")
+            (work / "input").symlink_to(experiment.project.input_dir.resolve())
+            return
         if template:
             shutil.copytree(TEMPLATES_DIR / template, work / "code")
             (work / "input").mkdir()
@@ -177,3 +228,41 @@ class Command(BaseCommand):
                 f"| {method} | {rho:.3f} | {tau:.3f} | {pick:.4f} | {pick / best - 1:+.1%} |"
             )
         return "\n".join(lines)
+
+    def _leaders(self, folders: list[Path]) -> str:
+        """The first table's figures at shares of the full run (the longest history)."""
+        from ranking import read_history
+
+        epochs = max(
+            int(read_history(f / "history.csv", errors="skip")["epoch"].max()) + 1 for f in folders
+        )
+        lines = [
+            f"At shares of the {epochs} epochs (how the run picked then ends, vs the true best):",
+            "| share | epochs | Spearman | score's pick | leader's (best so far) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for share in FRACTIONS:
+            n = max(1, round(share * epochs))
+            rows = self._score(folders, n)
+            final = np.array([r["final_best"] for r in rows])
+            picks = [
+                final[int(np.argmin([r[m] for r in rows]))] / final.min() - 1
+                for m in ("score", "best_so_far")
+            ]
+            rho = spearmanr([r["score"] for r in rows], final).statistic
+            lines.append(f"| {share:.0%} | {n} | {rho:.3f} | {picks[0]:+.1%} | {picks[1]:+.1%} |")
+        return "\n".join(lines)
+
+
+def _find_sweep(name: str) -> Experiment:
+    """The sweep ``SLUG/expN`` (as the experiment pages and ``sweep`` print it)."""
+    slug, _, exp = name.rpartition("/")
+    number = exp.removeprefix("exp")
+    if not slug or not number.isdigit():
+        raise CommandError(f"--sweep {name!r}: expected SLUG/expN, e.g. demo/exp3")
+    experiment = Experiment.objects.filter(project__slug=slug, number=int(number)).first()
+    if experiment is None:
+        raise CommandError(f"--sweep {name}: no such experiment")
+    if not experiment.is_sweep:
+        raise CommandError(f"--sweep {name}: a {experiment.get_kind_display()} run, not a sweep")
+    return experiment

@@ -13,8 +13,10 @@ a trial's process stopped when the pruner says so.
 from __future__ import annotations
 
 import math
+import statistics
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,10 @@ from sweeps.models import ACTIVE_STATES, Experiment, RunState
 from sweeps.runner import script_env
 from sweeps.search_space import SearchSpace
 from sweeps.sweep import TUNED_CONFIG, do_start_sweep, load_sweep_files
+
+
+class ProofError(ValueError):
+    """The proof cannot run on this project as asked."""
 
 
 @dataclass
@@ -224,6 +230,71 @@ def _sweep_result(project: Project, exp: Experiment, *, fast: bool, seed: int) -
     )
 
 
+def _train_config(run_dir: Path, config: dict) -> float | None:
+    """Train ``config`` with ``full.sh`` in ``run_dir`` (kept: a rerun reuses it); its best
+    epoch val loss."""
+    done = run_dir / "done"
+    if not done.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        with open(run_dir / "log.txt", "wb") as log:
+            subprocess.call(
+                ["bash", "../code/full.sh"], cwd=run_dir, env=script_env(), stdout=log, stderr=log
+            )
+        done.touch()
+    finite = [v for v in _epoch_val_losses(run_dir / "history.csv") if math.isfinite(v)]
+    return min(finite) if finite else None
+
+
+def seed_check(
+    project: Project, chosen: dict[str, tuple[Experiment, float]], *, seeds: int, jobs: int
+) -> list[MethodResult]:
+    """Train each sweep's chosen config (its ``config-tuned.yaml``) again with the config's
+    ``seed`` + 1 .. + ``seeds``, ``jobs`` at a time.
+
+    One training's final val loss moves with its seed, and a sweep's best is the luckiest
+    of its trials, so the configs are also compared on the mean over seeds. ``chosen``:
+    method name -> (sweep, val loss of the run already done with the config's own seed).
+    """
+    root = project.output_dir / "seed-check"
+    root.mkdir(exist_ok=True)
+    for link in ("code", "input"):
+        if not (root / link).exists():
+            (root / link).symlink_to(f"../../{link}")
+    runs = {}
+    for method, (sweep, _) in chosen.items():
+        config = yaml.safe_load((sweep.output_dir / TUNED_CONFIG).read_text())
+        for k in range(1, seeds + 1):
+            name = f"{sweep.name}-seed{int(config['seed']) + k}"
+            runs[method, k] = (root / name, {**config, "seed": int(config["seed"]) + k})
+    started = time.monotonic()
+    with ThreadPoolExecutor(jobs) as pool:
+        finals = dict(zip(runs, pool.map(lambda r: _train_config(*r), runs.values()), strict=True))
+    seconds = time.monotonic() - started
+    results, reference = [], None
+    for method, (sweep, first) in chosen.items():
+        losses = [first, *(finals[method, k] for k in range(1, seeds + 1))]
+        if any(v is None for v in losses):
+            mean, note = None, "a run failed"
+        else:
+            mean = statistics.fmean(losses)
+            reference = reference or mean
+            per_seed = ", ".join(f"{v:.4f}" for v in losses)
+            note = f"per seed {per_seed}; mean {mean / reference - 1:+.1%} vs the full sweep's"
+        results.append(
+            MethodResult(
+                task=project.template,
+                seed=sweep.spec.get("seed") or 0,
+                method=f"{method}, mean of {seeds + 1} seeds",
+                epochs=0,
+                seconds=seconds,
+                val_loss=mean,
+                note=note,
+            )
+        )
+    return results
+
+
 def compare_sweeps(
     project: Project,
     *,
@@ -233,12 +304,16 @@ def compare_sweeps(
     timeout: float,
     baselines: bool,
     full_only: bool = False,
+    seeds: int = 0,
 ) -> list[MethodResult]:
     """Full sweep, Fast Sweep + tuned full training, and the pruner baselines on ``project``.
 
     A completed full sweep with the same settings is reused; ``full_only`` stops after it.
+    ``seeds`` > 0 adds :func:`seed_check` of both sweeps' chosen configs.
     """
     space, defaults, _ = load_sweep_files(project)
+    if seeds and "seed" not in defaults:
+        raise ProofError(f"{project.code_dir / 'config.yaml'} has no `seed` for the seed check")
     full_sweep = finished_full_sweep(project, trials=trials, seed=seed)
     if full_sweep is None:
         full_sweep, full = run_sweep(
@@ -263,6 +338,12 @@ def compare_sweeps(
         note=f"{full.epochs / max(1, fast.epochs + final.epochs):.1f}x fewer epochs",
     )
     results = [full, fast, final, total]
+    if seeds:
+        chosen = {
+            "Full sweep's config": (full_sweep, full.val_loss),
+            "Fast Sweep's config": (fast_sweep, final.val_loss),
+        }
+        results += seed_check(project, chosen, seeds=seeds, jobs=parallel)
     if baselines:
         budget = total.epochs
         # Hyperband's max resource: the epochs of a full training.

@@ -1,4 +1,5 @@
-"""The sweep proof's Optuna-pruner baseline: real subprocesses, budget kept, pruning stops runs.
+"""The sweep proof's Optuna-pruner baseline (real subprocesses, budget kept, pruning stops
+runs) and its seed check.
 
 The training script is a tiny synthetic one (no torch) so the test takes seconds; the full
 proof on real templates is ``manage.py sweep_proof``.
@@ -9,7 +10,15 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from sweeps.proof import MethodResult, results_markdown, run_pruner_baseline
+from sweeps.models import Experiment, RunState
+from sweeps.proof import (
+    MethodResult,
+    ProofError,
+    compare_sweeps,
+    results_markdown,
+    run_pruner_baseline,
+    seed_check,
+)
 from sweeps.search_space import parse_config_yaml, parse_sweep_yaml
 from tests import factories
 
@@ -20,7 +29,7 @@ with open("history.csv", "w", buffering=1) as fh:
     fh.write("index,epoch,sample_count,train_loss,val_loss,epoch_val_loss\\n")
     for epoch in range(10):
         time.sleep(0.05)
-        loss = abs(cfg["lr"] - 0.3) + 1.0 / (epoch + 1)
+        loss = abs(cfg["lr"] - 0.3) + 1.0 / (epoch + 1) + 0.01 * cfg.get("seed", 0)
         fh.write(f"{epoch},{epoch},100,{loss},,{loss}\\n")
 """
 SWEEP = "parameters:\n  lr: {distribution: uniform, min: 0.0, max: 1.0}\n"
@@ -67,3 +76,47 @@ def test_results_table_is_relative_to_the_full_sweep():
     assert "| t | 0 | Full sweep | 1000 | 600 | 0.5000 | +0.0% |" in rows[2]
     assert "| 130 | 90 | 0.5050 | +1.0% | 7.7x fewer |" in rows[3]
     assert "| — |  | 0 completed |" in rows[4]
+
+
+@pytest.mark.django_db
+def test_seed_check_trains_each_chosen_config_with_other_seeds(owner):
+    project = factories.make_project(
+        owner, template="", files={"train.py": TRAIN, "full.sh": "python ../code/train.py\n"}
+    )
+    chosen = {}
+    for method, kind, lr, first in (
+        ("Full sweep's config", Experiment.Kind.SWEEP, 0.3, 0.1),
+        ("Fast Sweep's config", Experiment.Kind.FAST_SWEEP, 0.4, 0.2),
+    ):
+        sweep = factories.make_experiment(project, kind=kind, state=RunState.COMPLETE)
+        sweep.output_dir.mkdir(parents=True)
+        (sweep.output_dir / "config-tuned.yaml").write_text(f"lr: {lr}\nseed: 5\n")
+        chosen[method] = (sweep, first)
+
+    full, fast = seed_check(project, chosen, seeds=2, jobs=2)
+
+    # Seeds 6 and 7 end 0.06 and 0.07 above the config's level (lr 0.3: 0.1, lr 0.4: 0.2).
+    assert full.method == "Full sweep's config, mean of 3 seeds"
+    assert full.val_loss == pytest.approx((0.1 + 0.16 + 0.17) / 3)
+    assert fast.val_loss == pytest.approx((0.2 + 0.26 + 0.27) / 3)
+    assert "per seed 0.2000, 0.2600, 0.2700; mean +69.8% vs the full sweep's" in fast.note
+    runs = sorted(p.name for p in (project.output_dir / "seed-check").glob("exp*"))
+    assert runs == [f"{s.name}-seed{k}" for s, _ in chosen.values() for k in (6, 7)]
+
+    # Kept runs are reused, not trained again.
+    history = project.output_dir / "seed-check" / runs[0] / "history.csv"
+    history.write_text(history.read_text().replace("0.16", "0.15"))
+    again, _ = seed_check(project, chosen, seeds=2, jobs=2)
+    assert again.val_loss == pytest.approx((0.1 + 0.15 + 0.17) / 3)
+
+
+@pytest.mark.django_db
+def test_seed_check_needs_a_seed_in_the_config(owner):
+    project = factories.make_project(
+        owner,
+        template="",
+        files={"full.sh": "true\n", "sweep.yaml": SWEEP, "config.yaml": "lr: 0.5\n"},
+    )
+    with pytest.raises(ProofError, match=r"config\.yaml has no `seed`"):
+        compare_sweeps(project, trials=2, parallel=1, seed=0, timeout=5, baselines=False, seeds=2)
+    assert not project.experiments.exists()  # refused before any sweep started

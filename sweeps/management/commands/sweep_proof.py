@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from luminide.models import ComputeNode, Project
 from luminide.workspace import create_project, list_templates
-from sweeps.proof import compare_sweeps, results_markdown
+from sweeps.proof import ProofError, compare_sweeps, results_markdown
 
 
 class Command(BaseCommand):
@@ -34,6 +34,13 @@ class Command(BaseCommand):
             "--project", help="resume in this project (its finished full sweep is reused)"
         )
         parser.add_argument("--full-only", action="store_true", help="only the full sweep")
+        parser.add_argument(
+            "--seed-check",
+            type=int,
+            default=0,
+            metavar="K",
+            help="also train both sweeps' chosen configs with K other seeds and compare means",
+        )
 
     def handle(self, *args, **options) -> None:
         cutoff = timezone.now() - timezone.timedelta(minutes=2)
@@ -54,15 +61,19 @@ class Command(BaseCommand):
                     owner, f"proof-{template}-s{seed}-{stamp}", f"sweep proof {template}", template
                 )
                 self.stdout.write(f"{template} seed {seed}: project {project.slug}")
-                results += compare_sweeps(
-                    project,
-                    trials=options["trials"],
-                    parallel=options["parallel"],
-                    seed=seed,
-                    timeout=options["timeout"],
-                    baselines=not options["no_baselines"],
-                    full_only=options["full_only"],
-                )
+                try:
+                    results += compare_sweeps(
+                        project,
+                        trials=options["trials"],
+                        parallel=options["parallel"],
+                        seed=seed,
+                        timeout=options["timeout"],
+                        baselines=not options["no_baselines"],
+                        full_only=options["full_only"],
+                        seeds=options["seed_check"],
+                    )
+                except ProofError as exc:
+                    raise CommandError(str(exc)) from None
                 table = results_markdown(results)
                 out = Path(options["out"])
                 out.parent.mkdir(parents=True, exist_ok=True)

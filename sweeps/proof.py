@@ -48,6 +48,7 @@ class MethodResult:
     seconds: float
     val_loss: float | None
     note: str = ""
+    compared_with: str = "Full sweep"  # the method of the same task and seed
 
 
 def _wait(experiment: Experiment, timeout: float) -> Experiment:
@@ -230,9 +231,9 @@ def _sweep_result(project: Project, exp: Experiment, *, fast: bool, seed: int) -
     )
 
 
-def _train_config(run_dir: Path, config: dict) -> float | None:
+def _train_config(run_dir: Path, config: dict) -> tuple[float | None, int]:
     """Train ``config`` with ``full.sh`` in ``run_dir`` (kept: a rerun reuses it); its best
-    epoch val loss."""
+    epoch val loss and its epochs."""
     done = run_dir / "done"
     if not done.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -242,8 +243,9 @@ def _train_config(run_dir: Path, config: dict) -> float | None:
                 ["bash", "../code/full.sh"], cwd=run_dir, env=script_env(), stdout=log, stderr=log
             )
         done.touch()
-    finite = [v for v in _epoch_val_losses(run_dir / "history.csv") if math.isfinite(v)]
-    return min(finite) if finite else None
+    losses = _epoch_val_losses(run_dir / "history.csv")
+    finite = [v for v in losses if math.isfinite(v)]
+    return (min(finite) if finite else None), len(losses)
 
 
 def seed_check(
@@ -254,7 +256,8 @@ def seed_check(
 
     One training's final val loss moves with its seed, and a sweep's best is the luckiest
     of its trials, so the configs are also compared on the mean over seeds. ``chosen``:
-    method name -> (sweep, val loss of the run already done with the config's own seed).
+    method name -> (sweep, val loss of the run already done with the config's own seed); the
+    first is the one the others are compared with. The epochs are the check's extra runs.
     """
     root = project.output_dir / "seed-check"
     root.mkdir(exist_ok=True)
@@ -271,25 +274,22 @@ def seed_check(
     with ThreadPoolExecutor(jobs) as pool:
         finals = dict(zip(runs, pool.map(lambda r: _train_config(*r), runs.values()), strict=True))
     seconds = time.monotonic() - started
-    results, reference = [], None
+    names = {method: f"{method}, mean of {seeds + 1} seeds" for method in chosen}
+    results = []
     for method, (sweep, first) in chosen.items():
-        losses = [first, *(finals[method, k] for k in range(1, seeds + 1))]
-        if any(v is None for v in losses):
-            mean, note = None, "a run failed"
-        else:
-            mean = statistics.fmean(losses)
-            reference = reference or mean
-            per_seed = ", ".join(f"{v:.4f}" for v in losses)
-            note = f"per seed {per_seed}; mean {mean / reference - 1:+.1%} vs the full sweep's"
+        extra = [finals[method, k] for k in range(1, seeds + 1)]
+        losses = [first, *(loss for loss, _ in extra)]
+        valid = [v for v in losses if v is not None]
         results.append(
             MethodResult(
                 task=project.template,
                 seed=sweep.spec.get("seed") or 0,
-                method=f"{method}, mean of {seeds + 1} seeds",
-                epochs=0,
+                method=names[method],
+                epochs=sum(epochs for _, epochs in extra),
                 seconds=seconds,
-                val_loss=mean,
-                note=note,
+                val_loss=statistics.fmean(losses) if len(valid) == len(losses) else None,
+                note="per seed " + ", ".join("failed" if v is None else f"{v:.4f}" for v in losses),
+                compared_with=names[next(iter(chosen))],
             )
         )
     return results
@@ -375,9 +375,9 @@ def results_markdown(results: list[MethodResult]) -> str:
         "| task | seed | method | epochs | wall (s) | final val loss | vs full sweep | notes |",
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
-    reference = {(r.task, r.seed): r.val_loss for r in results if r.method == "Full sweep"}
+    reference = {(r.task, r.seed, r.method): r.val_loss for r in results}
     for r in results:
-        ref = reference.get((r.task, r.seed))
+        ref = reference.get((r.task, r.seed, r.compared_with))
         rel = ""
         if r.val_loss is not None and ref:
             rel = f"{(r.val_loss - ref) / ref:+.1%}"

@@ -99,7 +99,10 @@ def test_seed_check_trains_each_chosen_config_with_other_seeds(owner):
     assert full.method == "Full sweep's config, mean of 3 seeds"
     assert full.val_loss == pytest.approx((0.1 + 0.16 + 0.17) / 3)
     assert fast.val_loss == pytest.approx((0.2 + 0.26 + 0.27) / 3)
-    assert "per seed 0.2000, 0.2600, 0.2700; mean +69.8% vs the full sweep's" in fast.note
+    assert fast.note == "per seed 0.2000, 0.2600, 0.2700"
+    assert full.epochs == fast.epochs == 20  # the two extra runs of 10 epochs
+    table = results_markdown([full, fast])  # the means compared, not the single runs
+    assert "| 20 |" in table and "| 0.1433 | +0.0% |" in table and "| 0.2433 | +69.8% |" in table
     runs = sorted(p.name for p in (project.output_dir / "seed-check").glob("exp*"))
     assert runs == [f"{s.name}-seed{k}" for s, _ in chosen.values() for k in (6, 7)]
 

@@ -138,6 +138,17 @@ def _epoch_val_losses(history_csv: Path) -> list[float]:
     return [float(v) for v in per_epoch.to_numpy()]
 
 
+def _runs_folder(project: Project, name: str) -> Path:
+    """``output/NAME``, with ``code`` and ``input`` beside the run folders it will hold (as
+    ``full.sh`` expects ``../code``)."""
+    root = project.output_dir / name
+    root.mkdir(parents=True, exist_ok=True)
+    for link in ("code", "input"):
+        if not (root / link).exists():
+            (root / link).symlink_to(f"../../{link}")
+    return root
+
+
 def run_pruner_baseline(
     project: Project,
     *,
@@ -149,11 +160,7 @@ def run_pruner_baseline(
     seed: int,
 ) -> MethodResult:
     """TPE + ``pruner`` on ``full.sh`` trials until ``budget`` epochs are spent."""
-    root = project.output_dir / f"{name.lower()}-seed{seed}"
-    root.mkdir(parents=True, exist_ok=True)
-    for link in ("code", "input"):
-        if not (root / link).exists():
-            (root / link).symlink_to(f"../../{link}")
+    root = _runs_folder(project, f"{name.lower()}-seed{seed}")
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     spent, started = 0, time.monotonic()
     env = script_env()
@@ -259,11 +266,7 @@ def seed_check(
     method name -> (sweep, val loss of the run already done with the config's own seed); the
     first is the one the others are compared with. The epochs are the check's extra runs.
     """
-    root = project.output_dir / "seed-check"
-    root.mkdir(exist_ok=True)
-    for link in ("code", "input"):
-        if not (root / link).exists():
-            (root / link).symlink_to(f"../../{link}")
+    root = _runs_folder(project, "seed-check")
     runs = {}
     for method, (sweep, _) in chosen.items():
         config = yaml.safe_load((sweep.output_dir / TUNED_CONFIG).read_text())

@@ -104,14 +104,15 @@ class Command(BaseCommand):
 
         with ThreadPoolExecutor(options["jobs"]) as pool:
             list(pool.map(train, todo))
-        rows = self._score(folders, n_fast)
+        runs = _Runs(folders)
+        rows = self._score(runs, n_fast)
         out = Path(options["out"] or work / "ranker-check.csv")
         with open(out, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
         self.stdout.write(self._summary(name, rows, n_fast))
-        self.stdout.write(self._leaders(folders) + f"\nruns: {out}")
+        self.stdout.write(self._leaders(runs) + f"\nruns: {out}")
 
     @staticmethod
     def _random_configs(work: Path, space, defaults, configs: int, seed: int) -> list[Path]:
@@ -176,37 +177,23 @@ class Command(BaseCommand):
         shutil.copytree(project.code_dir, work / "code")
         (work / "input").symlink_to(project.input_dir.resolve())
 
-    def _score(self, folders: list[Path], n_fast: int) -> list[dict]:
-        from ranking import EarlyRanker, read_history
-
-        ranker = EarlyRanker.load()
-        rows, histories, prefixes = [], [], []
-        for folder in folders:
-            df = read_history(folder / "history.csv", errors="skip")
-            histories.append(df)
-            ends = df["epoch_val_loss"]
-            final = float(ends.min()) if ends.notna().any() else math.inf
-            prefix = df[df["epoch"] < n_fast]
-            prefixes.append(prefix)
-            seen = prefix["epoch_val_loss"]
-            rows.append(
-                {
-                    "run": folder.name,
-                    "final_best": final,
-                    "best_so_far": float(seen.min()) if seen.notna().any() else math.inf,
-                    "steps_per_epoch": int((df["epoch"] == 0).sum() - 1),
-                    **yaml.safe_load((folder / "config.yaml").read_text()),
-                }
+    @staticmethod
+    def _score(runs: _Runs, n_fast: int) -> list[dict]:
+        """A CSV row per run: its config, outcome, best so far and score after ``n_fast``."""
+        scores, seen = runs.at(n_fast)
+        return [
+            {
+                "run": folder.name,
+                "final_best": float(final),
+                "best_so_far": float(best_so_far),
+                "steps_per_epoch": int((df["epoch"] == 0).sum() - 1),
+                **yaml.safe_load((folder / "config.yaml").read_text()),
+                "score": float(score),
+            }
+            for folder, df, final, best_so_far, score in zip(
+                runs.folders, runs.histories, runs.finals, seen, scores, strict=True
             )
-        scores = ranker.score_many(prefixes)
-        # The ranker's own test for divergence (inf, or the losses turning NaN) on the whole
-        # run: a sweep fails such a trial, so it ranks last whatever it reached before.
-        diverged = np.isinf(ranker.score_many(histories))
-        for row, score, failed in zip(rows, scores, diverged, strict=True):
-            row["score"] = float(score)
-            if failed:
-                row["final_best"] = math.inf
-        return rows
+        ]
 
     @staticmethod
     def _summary(name: str, rows: list[dict], n_fast: int) -> str:
@@ -229,29 +216,47 @@ class Command(BaseCommand):
             )
         return "\n".join(lines)
 
-    def _leaders(self, folders: list[Path]) -> str:
+    @staticmethod
+    def _leaders(runs: _Runs) -> str:
         """The first table's figures at shares of the full run (the longest history)."""
-        from ranking import read_history
-
-        epochs = max(
-            int(read_history(f / "history.csv", errors="skip")["epoch"].max()) + 1 for f in folders
-        )
+        epochs = max(int(df["epoch"].max()) + 1 for df in runs.histories)
         lines = [
             f"At shares of the {epochs} epochs (how the run picked then ends, vs the true best):",
             "| share | epochs | Spearman | score's pick | leader's (best so far) |",
             "|---:|---:|---:|---:|---:|",
         ]
+        final = runs.finals
         for share in FRACTIONS:
             n = max(1, round(share * epochs))
-            rows = self._score(folders, n)
-            final = np.array([r["final_best"] for r in rows])
-            picks = [
-                final[int(np.argmin([r[m] for r in rows]))] / final.min() - 1
-                for m in ("score", "best_so_far")
-            ]
-            rho = spearmanr([r["score"] for r in rows], final).statistic
+            scores, seen = runs.at(n)
+            picks = [final[int(np.argmin(order))] / final.min() - 1 for order in (scores, seen)]
+            rho = spearmanr(scores, final).statistic
             lines.append(f"| {share:.0%} | {n} | {rho:.3f} | {picks[0]:+.1%} | {picks[1]:+.1%} |")
         return "\n".join(lines)
+
+
+class _Runs:
+    """The trained runs, read once: their histories and true outcomes, scored at any length."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        from ranking import EarlyRanker, read_history
+
+        self.folders = folders
+        self.ranker = EarlyRanker.load()
+        self.histories = [read_history(f / "history.csv", errors="skip") for f in folders]
+        ends = [df["epoch_val_loss"] for df in self.histories]
+        finals = np.array([float(e.min()) if e.notna().any() else math.inf for e in ends])
+        # The ranker's own test for divergence (inf, or the losses turning NaN) on the whole
+        # run: a sweep fails such a trial, so it ranks last whatever it reached before.
+        finals[np.isinf(self.ranker.score_many(self.histories))] = math.inf
+        self.finals = finals
+
+    def at(self, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each run's Early Ranking score and best so far after its first ``epochs``."""
+        prefixes = [df[df["epoch"] < epochs] for df in self.histories]
+        seen = [p["epoch_val_loss"] for p in prefixes]
+        best = np.array([float(v.min()) if v.notna().any() else math.inf for v in seen])
+        return np.asarray(self.ranker.score_many(prefixes), dtype=float), best
 
 
 def _find_sweep(name: str) -> Experiment:

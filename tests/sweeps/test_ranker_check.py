@@ -16,7 +16,7 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
-from sweeps.management.commands.ranker_check import fast_epochs
+from sweeps.management.commands.ranker_check import Command, fast_epochs
 from sweeps.models import Experiment, RunState
 from tests import factories
 
@@ -142,7 +142,7 @@ def test_checks_a_finished_sweeps_configs(owner, tmp_path, kind):
     # The second table: shares of the 10 epochs, each picking the true best here.
     assert "At shares of the 10 epochs" in report
     for share, epochs in (("10%", 1), ("30%", 3), ("70%", 7)):
-        assert f"| {share} | {epochs} | 1.000 | +0.0% | +0.0% |" in report
+        assert f"| {share} | {epochs} | 1.000 | 1.000 | 1.000 | +0.0% | +0.0% |" in report
 
     again = _check_sweep(tmp_path, name)
     assert "0 of 3 runs to train" in again
@@ -171,3 +171,26 @@ def test_fast_epochs_reads_the_fast_script():
     assert fast_epochs('python train.py --epochs 40 --stop-after 4 "$@"\n') == 4
     with pytest.raises(CommandError, match=r"fast\.sh"):
         fast_epochs("python train.py\n")
+
+
+class _ScoredRuns:
+    """Ten runs with finals 1..10 whose score and best so far order all but the best three."""
+
+    def __init__(self) -> None:
+        import numpy as np
+        import pandas as pd
+
+        self.histories = [pd.DataFrame({"epoch": range(10)})]
+        self.finals = np.arange(1.0, 11.0)
+        self.order = np.array([3.0, 2.0, 1.0, *range(4, 11)])  # the best three reversed
+
+    def at(self, epochs: int):
+        return self.order, self.order
+
+
+def test_leaders_table_ranks_the_best_runs_apart():
+    # Over all ten runs the order looks good; among the three that end best it is reversed,
+    # and the pick ends 200% above the true best: the "best 30%" column shows why.
+    table = Command._leaders(_ScoredRuns())
+    assert "among the 3 runs that end best" in table
+    assert "| 10% | 1 | 0.952 | -1.000 | -1.000 | +200.0% | +200.0% |" in table

@@ -57,7 +57,8 @@ def code_templates() -> list[dict]:
                 except SyntaxError:
                     text = ""
             for line in text.splitlines():
-                line = line.strip().lstrip("#").strip()
+                # Shown as plain text: drop Markdown/reST inline-code marks.
+                line = line.strip().lstrip("#").strip().replace("``", "").replace("`", "")
                 if line:
                     summary = line
                     break

@@ -638,6 +638,7 @@
       return;
     }
     if (data.n_complete === state.importanceFor || state.importanceTimer) return;
+    if (note && state.importanceFor < 0) note.textContent = "Computing importance of " + data.n_complete + " trials…";
     // Slow on the server (cached there): at most once per 5 s while trials complete.
     state.importanceTimer = setTimeout(async () => {
       state.importanceTimer = null;

@@ -24,6 +24,16 @@ def test_both_templates_ship():
     assert {"image-classification", "tabular-classification"} <= set(TEMPLATES)
 
 
+def test_template_summaries_are_plain_text():
+    from luminide.views import code_templates
+
+    summaries = {t["name"]: t["summary"] for t in code_templates()}
+    # The first line of train.py's docstring, without its reST ``inline code`` marks.
+    assert summaries["tabular-classification"] == (
+        "Train an MLP on a tabular data set (../input/train.csv; plain PyTorch)."
+    )
+
+
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_template_files_are_valid(template):
     code = Path("luminide/code_templates") / template

@@ -192,7 +192,9 @@
     // A diverging trial can sit orders of magnitude above the rest: switch to a log axis.
     let lo = Infinity;
     let hi = -Infinity;
+    let lastEpoch = 0;
     for (const g of groups.values()) {
+      for (const x of g.x) if (x !== null) lastEpoch = Math.max(lastEpoch, x);
       for (const v of g.y) {
         if (v === null) continue;
         lo = Math.min(lo, v);
@@ -206,7 +208,8 @@
       data: traces,
       layout: layout({
         uirevision: "curves-" + field,
-        xaxis: { title: { text: "epoch", standoff: 6 } },
+        // Whole epochs: no 0.5 ticks on a Fast Sweep's few epochs.
+        xaxis: { title: { text: "epoch", standoff: 6 }, dtick: lastEpoch < 15 ? 1 : undefined },
         yaxis: { title: { text: yTitle + (logY ? " (log)" : "") }, type: logY ? "log" : "linear", dtick: logY ? "D2" : undefined },
       }),
     };
@@ -246,10 +249,12 @@
             colorbar: { thickness: 10, len: 0.8, title: { text: "" } },
           },
           labelfont: { size: 11 },
+          // Slanted when many axes, or neighbouring labels such as "weight_decay (log)" overlap.
+          labelangle: dims.length > 6 ? -12 : 0,
           tickfont: { size: 10 },
         },
       ],
-      layout: Object.assign(layout({ uirevision: "parcoords" }), { margin: { l: 50, r: 50, t: 48, b: 22 } }),
+      layout: Object.assign(layout({ uirevision: "parcoords" }), { margin: { l: 50, r: 50, t: 56, b: 22 } }),
     };
   }
 

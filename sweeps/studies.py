@@ -25,13 +25,10 @@ serialised by a lock and retried on ``database is locked``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import math
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -165,59 +162,32 @@ def _check_not_in_transaction(url: str) -> None:
         )
 
 
-def _good_count(share: float, n_finished: int) -> int:
-    """TPE's "good" trials: the best ``share`` of those finished (at most 25, as Optuna's)."""
-    return min(math.ceil(share * n_finished), 25)
-
-
-def _sampler(
-    seed: int | None = None, good_share: float | None = None
-) -> optuna.samplers.BaseSampler:
+def _sampler(seed: int | None = None) -> optuna.samplers.BaseSampler:
     # constant_liar: parallel suggestions (parallel_bandwidth > 1) stay diverse.
-    if good_share is None:
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    with warnings.catch_warnings():
-        # ``gamma`` is deprecated since Optuna 4.9 (removal planned for 6.0) and is still the
-        # only way to size the good set; requirements.txt pins Optuna 5.
-        warnings.simplefilter("ignore", FutureWarning)
-        return optuna.samplers.TPESampler(
-            seed=seed, constant_liar=True, gamma=functools.partial(_good_count, good_share)
-        )
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def create_study(
-    name: str,
-    directions: Sequence[str] = ("minimize",),
-    *,
-    seed: int | None = None,
-    good_share: float | None = None,
+    name: str, directions: Sequence[str] = ("minimize",), *, seed: int | None = None
 ) -> optuna.Study:
-    """Create (or load, if it exists) the study ``name`` with a TPE sampler.
-
-    ``good_share``: the share of the best trials TPE models as "good" (Optuna's default,
-    10%, when None). A larger share suits a noisy objective such as a Fast Sweep's.
-    """
+    """Create (or load, if it exists) the study ``name`` with a TPE sampler."""
     storage = get_storage()
     return _retry(
         lambda: optuna.create_study(
             study_name=name,
             storage=storage,
-            sampler=_sampler(seed, good_share),
+            sampler=_sampler(seed),
             directions=list(directions),
             load_if_exists=True,
         )
     )
 
 
-def load_study(
-    name: str, *, seed: int | None = None, good_share: float | None = None
-) -> optuna.Study:
+def load_study(name: str, *, seed: int | None = None) -> optuna.Study:
     """Load an existing study (TPE sampler; sampler state is rebuilt from the trials)."""
     storage = get_storage()
     return _retry(
-        lambda: optuna.load_study(
-            study_name=name, storage=storage, sampler=_sampler(seed, good_share)
-        )
+        lambda: optuna.load_study(study_name=name, storage=storage, sampler=_sampler(seed))
     )
 
 

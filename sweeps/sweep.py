@@ -46,10 +46,6 @@ MAX_PARALLEL = 64
 LOST_WORKER_RETRIES = 1
 LOST_WORKER_PREFIX = "lost worker"
 TUNED_CONFIG = "config-tuned.yaml"
-#: A Fast Sweep's TPE models its best 25% of trials as "good", not Optuna's 10%: after a
-#: tenth of the epochs the good configs are in little order (docs/ranking.md), so the best
-#: two or three of 25 trials are close to a random pick among them.
-FAST_SWEEP_GOOD_SHARE = 0.25
 RESULTS_CSV = "sweep_results.csv"
 
 
@@ -85,9 +81,7 @@ def _study(experiment: Experiment, trial_number: int = 0):
     suggest the same values for every trial."""
     seed = experiment.spec.get("seed")
     return studies.load_study(
-        experiment.spec["study"],
-        seed=None if seed is None else seed * 100_003 + trial_number,
-        good_share=experiment.spec.get("good_share"),
+        experiment.spec["study"], seed=None if seed is None else seed * 100_003 + trial_number
     )
 
 
@@ -130,8 +124,6 @@ def do_start_sweep(
     _space_unused, defaults, sweep_text = load_sweep_files(project)
     kind = Experiment.Kind.FAST_SWEEP if fast else Experiment.Kind.SWEEP
     spec = {"sweep_yaml": sweep_text, "n_trials": n_trials, "parallel": parallel, "seed": seed}
-    if fast:
-        spec["good_share"] = FAST_SWEEP_GOOD_SHARE
     experiment = actions.do_create_experiment(
         project, user, kind=kind, description=description, spec=spec, config=defaults
     )
@@ -139,7 +131,7 @@ def do_start_sweep(
     spec["study"] = f"{project.slug}-exp{experiment.number}-{uuid.uuid4().hex[:8]}"
     Experiment.objects.filter(pk=experiment.pk).update(spec=spec)
     experiment.spec = spec
-    studies.create_study(spec["study"], seed=seed, good_share=spec.get("good_share"))
+    studies.create_study(spec["study"], seed=seed)
     _snapshot(experiment)
     do_fill_sweep(experiment)
     return experiment

@@ -236,19 +236,3 @@ def test_seeded_sweep_suggests_distinct_reproducible_values(project):
     assert len(set(params)) == 12, "start-up trials repeated the same values"
     again = do_start_sweep(project, None, n_trials=12, parallel=12, seed=7)
     assert [tuple(sorted(t.params.items())) for t in queued(again)] == params
-
-
-@pytest.mark.django_db
-def test_fast_sweep_models_its_best_quarter_of_trials_as_good(project, recwarn):
-    from sweeps.sweep import _study
-
-    fast = do_start_sweep(project, None, n_trials=4, fast=True, seed=1)
-    full = do_start_sweep(project, None, n_trials=4, seed=1)
-    # Stored with the sweep, so a resumed sweep asks the way it started.
-    assert fast.spec["good_share"] == 0.25 and "good_share" not in full.spec
-    # TPE's good set after 24 finished trials: 6 (a quarter) for the Fast Sweep, whose
-    # objective orders the good configs loosely; Optuna's default (10%: 3) for a full sweep.
-    # (``_gamma`` is Optuna's attribute: this checks the setting reaches its sampler.)
-    assert _study(fast).sampler._gamma(24) == 6
-    assert _study(full).sampler._gamma is None
-    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]

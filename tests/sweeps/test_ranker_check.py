@@ -194,3 +194,17 @@ def test_leaders_table_ranks_the_best_runs_apart():
     table = Command._leaders(_ScoredRuns())
     assert "among the 3 runs that end best" in table
     assert "| 10% | 1 | 0.952 | -1.000 | -1.000 | +200.0% | +200.0% |" in table
+
+
+@pytest.mark.django_db
+def test_refuses_kept_runs_of_code_that_changed_since(owner, tmp_path):
+    project = factories.make_project(owner, template="", files=FILES)
+    _check(tmp_path, project.slug, configs=2)
+    (project.code_dir / "train.py").write_text(TRAIN.replace("0.5 + 1", "0.4 + 1"))
+    # Scoring the kept runs now would report on code that is not the project's any more.
+    with pytest.raises(
+        CommandError, match=r"trained with other code than .*\(changed: train\.py\)"
+    ):
+        _check(tmp_path, project.slug, configs=2)
+    (project.code_dir / "train.py").write_text(TRAIN)  # back as it was: the runs are reused
+    assert f"{project.slug}: 0 of 2 runs to train" in _check(tmp_path, project.slug, configs=2)

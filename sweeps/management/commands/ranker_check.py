@@ -4,7 +4,7 @@ Trains random configs from ``sweep.yaml`` to their full length (``full.sh``, her
 workers needed), then scores each run's first epochs (as many as ``fast.sh`` trains) and
 compares that order with the runs' true best validation loss: what a Fast Sweep can expect
 on this code. The runs are kept in ``--work``, so a second call only scores them (a larger
-``--configs`` adds runs).
+``--configs`` adds runs); once the code has changed, kept runs are refused, not mixed in.
 
 ``--sweep SLUG/expN`` checks a finished sweep's configs instead of random ones: a full
 sweep's trials are scored as they are (no training), a Fast Sweep's are trained to full
@@ -80,9 +80,11 @@ class Command(BaseCommand):
         experiment = _find_sweep(options["sweep"]) if options["sweep"] else None
         name = options["template"] or options["project"] or str(experiment).replace("/", "-")
         work = Path(options["work"] or settings.LUMINIDE_VAR_DIR / "ranker-check" / name)
-        if not (work / "code").is_dir():
-            self._prepare(work, options["template"], options["project"], experiment)
         code = work / "code"
+        if not code.is_dir():
+            self._prepare(work, options["template"], options["project"], experiment)
+        elif experiment is None:  # a sweep's snapshot never changes; a template or project can
+            _check_same_code(code, self._source(options["template"], options["project"]), work)
         try:
             space = parse_sweep_yaml((code / "sweep.yaml").read_text())
             defaults = parse_config_yaml((code / "config.yaml").read_text())
@@ -154,6 +156,11 @@ class Command(BaseCommand):
         return folders
 
     @staticmethod
+    def _source(template: str | None, slug: str | None) -> Path:
+        """The code a template or project check trains: the template's, or the project's code/."""
+        return TEMPLATES_DIR / template if template else _project(slug).code_dir
+
+    @staticmethod
     def _prepare(
         work: Path, template: str | None, slug: str | None, experiment: Experiment | None
     ) -> None:
@@ -172,9 +179,7 @@ class Command(BaseCommand):
             (work / "input").mkdir()
             TEMPLATE_INPUTS[template](work / "input")
             return
-        project = Project.objects.filter(slug=slug).first()
-        if project is None:
-            raise CommandError(f"--project: no project {slug!r}")
+        project = _project(slug)
         missing = [f for f in SCRIPTS if not (project.code_dir / f).is_file()]
         if missing:
             raise CommandError(f"--project {slug}: code/ has no {', '.join(missing)}")
@@ -270,6 +275,32 @@ class _Runs:
         seen = [p["epoch_val_loss"] for p in prefixes]
         best = np.array([float(v.min()) if v.notna().any() else math.inf for v in seen])
         return np.asarray(self.ranker.score_many(prefixes), dtype=float), best
+
+
+def _project(slug: str | None) -> Project:
+    project = Project.objects.filter(slug=slug).first()
+    if project is None:
+        raise CommandError(f"--project: no project {slug!r}")
+    return project
+
+
+def _code_files(folder: Path) -> dict[str, bytes]:
+    return {
+        str(f.relative_to(folder)): f.read_bytes()
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and "__pycache__" not in f.parts
+    }
+
+
+def _check_same_code(kept: Path, source: Path, work: Path) -> None:
+    """Refuse to mix kept runs with code that changed since they were trained."""
+    old, new = _code_files(kept), _code_files(source)
+    changed = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+    if changed:
+        raise CommandError(
+            f"--work {work}: its runs were trained with other code than {source} "
+            f"(changed: {', '.join(changed[:5])}); delete {work} or choose another --work"
+        )
 
 
 def _find_sweep(name: str) -> Experiment:

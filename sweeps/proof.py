@@ -28,7 +28,7 @@ from luminide.launcher import stop_process_group
 from luminide.models import Project
 from sweeps import actions
 from sweeps.models import ACTIVE_STATES, Experiment, RunState
-from sweeps.runner import script_env
+from sweeps.runner import run_full_sh, script_env
 from sweeps.search_space import SearchSpace
 from sweeps.sweep import TUNED_CONFIG, do_start_sweep, load_sweep_files
 
@@ -239,20 +239,20 @@ def _sweep_result(project: Project, exp: Experiment, *, fast: bool, seed: int) -
 
 
 def _train_config(run_dir: Path, config: dict) -> tuple[float | None, int]:
-    """Train ``config`` with ``full.sh`` in ``run_dir`` (kept: a rerun reuses it); its best
-    epoch val loss and its epochs."""
+    """Train ``config`` with ``full.sh`` in ``run_dir``; its best epoch val loss (None if the
+    run failed) and its epochs. A completed run is kept and reused; a failed or interrupted
+    one is trained again next time, not read as finished."""
     done = run_dir / "done"
-    if not done.exists():
+    completed = done.exists()
+    if not completed:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        with open(run_dir / "log.txt", "wb") as log:
-            subprocess.call(
-                ["bash", "../code/full.sh"], cwd=run_dir, env=script_env(), stdout=log, stderr=log
-            )
-        done.touch()
+        completed = run_full_sh(run_dir, run_dir / "log.txt") == 0
+        if completed:
+            done.touch()
     losses = _epoch_val_losses(run_dir / "history.csv")
     finite = [v for v in losses if math.isfinite(v)]
-    return (min(finite) if finite else None), len(losses)
+    return (min(finite) if finite and completed else None), len(losses)
 
 
 def seed_check(

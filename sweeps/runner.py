@@ -189,6 +189,15 @@ def script_env() -> dict[str, str]:
     return env
 
 
+def run_full_sh(folder: Path, log: Path) -> int:
+    """Run the code's ``full.sh`` in ``folder`` (which has ``../code`` and ``../input`` beside
+    it), outside any sweep, with its output in ``log``; its exit status."""
+    with open(log, "wb") as out:
+        return subprocess.call(
+            ["bash", "../code/full.sh"], cwd=folder, stdout=out, stderr=out, env=script_env()
+        )
+
+
 def _env(trial: Trial, run_dir: Path) -> dict[str, str]:
     env = script_env()
     env["TRIAL"] = str(trial.number)

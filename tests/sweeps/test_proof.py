@@ -114,6 +114,29 @@ def test_seed_check_trains_each_chosen_config_with_other_seeds(owner):
 
 
 @pytest.mark.django_db
+def test_seed_check_trains_a_failed_run_again_instead_of_keeping_it(owner):
+    # Seed 6 exits non-zero after its epochs (a crash, or Ctrl-C): its history is not a result.
+    crashing = 'python ../code/train.py\n! grep -q "seed: 6" config.yaml\n'
+    project = factories.make_project(
+        owner, template="", files={"train.py": TRAIN, "full.sh": crashing}
+    )
+    sweep = factories.make_experiment(project, kind=Experiment.Kind.SWEEP, state=RunState.COMPLETE)
+    sweep.output_dir.mkdir(parents=True)
+    (sweep.output_dir / "config-tuned.yaml").write_text("lr: 0.3\nseed: 5\n")
+    chosen = {"Full sweep's config": (sweep, 0.1)}
+
+    (failed,) = seed_check(project, chosen, seeds=1, jobs=1)
+    assert failed.val_loss is None and failed.note == "per seed 0.1000, failed"
+    run = project.output_dir / "seed-check" / f"{sweep.name}-seed6"
+    assert (run / "history.csv").exists() and not (run / "done").exists()
+
+    (project.code_dir / "full.sh").write_text("python ../code/train.py\n")
+    (again,) = seed_check(project, chosen, seeds=1, jobs=1)
+    assert again.val_loss == pytest.approx((0.1 + 0.16) / 2)
+    assert (run / "done").exists()
+
+
+@pytest.mark.django_db
 def test_seed_check_needs_a_seed_in_the_config(owner):
     project = factories.make_project(
         owner,

@@ -22,7 +22,6 @@ import csv
 import math
 import re
 import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from scipy.stats import kendalltau, spearmanr
 from luminide.models import Project
 from luminide.workspace import TEMPLATE_INPUTS, TEMPLATES_DIR, list_templates
 from sweeps.models import Experiment, RunState
-from sweeps.runner import script_env
+from sweeps.runner import run_full_sh
 from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml
 
 SCRIPTS = ("full.sh", "fast.sh", "config.yaml", "sweep.yaml")
@@ -53,13 +52,6 @@ def fast_epochs(fast_sh: str) -> int:
         if found:
             return int(found.group(1))
     raise CommandError("fast.sh: no --stop-after N or --epochs N found")
-
-
-def _run(folder: Path) -> int:
-    with open(folder / "stdout.txt", "w") as out:
-        return subprocess.call(
-            ["bash", "../code/full.sh"], cwd=folder, stdout=out, stderr=out, env=script_env()
-        )
 
 
 class Command(BaseCommand):
@@ -102,7 +94,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{name}: {len(todo)} of {len(folders)} runs to train in {work}")
 
         def train(folder: Path) -> None:
-            rc = _run(folder)
+            rc = run_full_sh(folder, folder / "stdout.txt")
             if rc != 0:
                 raise CommandError(f"{folder}: full.sh exited {rc}; see {folder}/stdout.txt")
             (folder / "done").touch()

@@ -58,7 +58,7 @@ def code_templates() -> list[dict]:
                     text = ""
             for line in text.splitlines():
                 # Shown as plain text: drop Markdown/reST inline-code marks.
-                line = line.strip().lstrip("#").strip().replace("``", "").replace("`", "")
+                line = line.strip().lstrip("#").strip().replace("`", "")
                 if line:
                     summary = line
                     break

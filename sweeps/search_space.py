@@ -77,7 +77,25 @@ def _line(node: yaml.Node) -> int:
 
 
 def _construct(node: yaml.Node) -> Any:
-    return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
+    return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
+def _unique_keys(node: yaml.MappingNode, filename: str, what: str) -> None:
+    """PyYAML keeps the last of duplicate keys silently; a user meant one of them."""
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = _construct(key_node)
+        if not isinstance(key, str):
+            continue  # refused with its own message by the caller
+        if key in seen:
+            raise YamlFileError(filename, _line(key_node), f"{what}'{key}' is defined twice")
+        seen.add(key)
+
+
+def _is_config_value(value: Any) -> bool:
+    """What a flat config.yaml holds: a scalar or a list of scalars."""
+    flat_list = isinstance(value, list) and all(isinstance(v, SCALAR_TYPES) for v in value)
+    return isinstance(value, SCALAR_TYPES) or flat_list
 
 
 def parse_config_yaml(text: str, filename: str = "config.yaml") -> dict[str, Any]:
@@ -87,16 +105,14 @@ def parse_config_yaml(text: str, filename: str = "config.yaml") -> dict[str, Any
         return {}
     if not isinstance(root, yaml.MappingNode):
         raise YamlFileError(filename, _line(root), "must be a mapping of name: value")
+    _unique_keys(root, filename, "")
     config: dict[str, Any] = {}
     for key_node, value_node in root.value:
         key = _construct(key_node)
         if not isinstance(key, str):
             raise YamlFileError(filename, _line(key_node), f"key {key!r} must be a string")
-        if key in config:
-            raise YamlFileError(filename, _line(key_node), f"'{key}' is defined twice")
         value = _construct(value_node)
-        flat_list = isinstance(value, list) and all(isinstance(v, SCALAR_TYPES) for v in value)
-        if not (isinstance(value, SCALAR_TYPES) or flat_list):
+        if not _is_config_value(value):
             raise YamlFileError(
                 filename, _line(value_node), f"'{key}' must be a number, string, bool or list"
             )
@@ -127,6 +143,8 @@ def _parse_parameter(name: str, spec: Any, line: int, filename: str) -> BaseDist
     if "value" in spec:
         if len(spec) > 1:
             raise fail("'value' fixes the parameter and takes no other keys")
+        if not _is_config_value(spec["value"]):
+            raise fail("'value' must be a number, string, bool or list, as in config.yaml")
         return _Fixed(spec["value"])
     if "values" in spec:
         values = spec["values"]
@@ -172,8 +190,12 @@ def _parse_parameter(name: str, spec: Any, line: int, filename: str) -> BaseDist
             raise fail("'q' must be a positive number")
         integer = integer and float(q).is_integer()
         step = int(q) if integer else float(q)
-        if (high - low) / step < 1:
+        steps = (high - low) / step
+        if steps < 1:
             raise fail(f"'q' ({q}) is larger than max - min")
+        if not math.isclose(steps, round(steps), rel_tol=0, abs_tol=1e-9):
+            # Optuna would quietly lower 'max' to the last multiple; say so instead.
+            raise fail(f"max - min ({high - low:g}) must be a multiple of 'q' ({q})")
     if integer:
         if not (float(low).is_integer() and float(high).is_integer()):
             raise fail("int_uniform needs whole-number 'min' and 'max'")
@@ -193,6 +215,7 @@ def parse_sweep_yaml(text: str, filename: str = "sweep.yaml") -> SearchSpace:
         raise YamlFileError(filename, None, "is empty; it needs a 'parameters' mapping")
     if not isinstance(root, yaml.MappingNode):
         raise YamlFileError(filename, _line(root), "must be a mapping with 'parameters'")
+    _unique_keys(root, filename, "section ")
     sections = {_construct(k): (k, v) for k, v in root.value}
     if "parameters" not in sections:
         raise YamlFileError(filename, _line(root), "needs a 'parameters' mapping")
@@ -200,6 +223,7 @@ def parse_sweep_yaml(text: str, filename: str = "sweep.yaml") -> SearchSpace:
     if not isinstance(params_node, yaml.MappingNode) or not params_node.value:
         raise YamlFileError(filename, _line(key_node), "'parameters' must be a non-empty mapping")
 
+    _unique_keys(params_node, filename, "parameter ")
     distributions: dict[str, BaseDistribution] = {}
     fixed: dict[str, Any] = {}
     for name_node, spec_node in params_node.value:
@@ -207,8 +231,8 @@ def parse_sweep_yaml(text: str, filename: str = "sweep.yaml") -> SearchSpace:
         line = _line(name_node)
         if not isinstance(name, str) or not name:
             raise YamlFileError(filename, line, f"parameter name {name!r} must be a string")
-        if name in distributions or name in fixed:
-            raise YamlFileError(filename, line, f"parameter '{name}' is defined twice")
+        if isinstance(spec_node, yaml.MappingNode):
+            _unique_keys(spec_node, filename, f"parameter '{name}': key ")
         parsed = _parse_parameter(name, _construct(spec_node), line, filename)
         if isinstance(parsed, _Fixed):
             fixed[name] = parsed.value

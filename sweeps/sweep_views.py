@@ -452,7 +452,7 @@ def apply_tuned_config(experiment: Experiment) -> tuple[Path, Path | None]:
     if not source.is_file() or source.is_symlink():
         raise SweepError(f"{TUNED_CONFIG}: {experiment.name} has no completed trial yet")
     text = source.read_text()
-    parse_config_yaml(text)
+    parse_config_yaml(text, TUNED_CONFIG)
     code = experiment.project.code_dir
     code.mkdir(parents=True, exist_ok=True)
     target = code / "config.yaml"

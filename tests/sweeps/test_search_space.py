@@ -96,6 +96,29 @@ def test_integer_unless_a_decimal_point_and_aliases(spec, expected):
         ),
         ("parameters:\n  a: {values: [1, 2]}\n  a: {values: [3]}\n", 3, "defined twice"),
         ("parameters:\n  a: {value: 1}\n", 1, "no parameter is searched"),
+        # A key with nothing after it is YAML's null, not a crash.
+        ("parameters:\n  wd:\n  lr: {values: [1]}\n", 2, "parameter 'wd': must be a mapping"),
+        (
+            "parameters:\n  opt: {value: {name: adam}}\n  lr: {values: [1]}\n",
+            2,
+            "parameter 'opt': 'value' must be a number, string, bool or list",
+        ),
+        (
+            "parameters:\n  a: {values: [1]}\nparameters:\n  b: {values: [2]}\n",
+            3,
+            "section 'parameters' is defined twice",
+        ),
+        (
+            "parameters:\n  lr:\n    distribution: uniform\n    min: 0.0\n    max: 1.0\n"
+            "    max: 2.0\n",
+            6,
+            "parameter 'lr': key 'max' is defined twice",
+        ),
+        (
+            "parameters:\n  bs: {distribution: q_uniform, min: 8, max: 60, q: 8}\n",
+            2,
+            "max - min (52) must be a multiple of 'q' (8)",
+        ),
         ("params:\n  a: {values: [1]}\n", 1, "needs a 'parameters' mapping"),
         (
             "parameters:\n  lr: {distribution: uniform, min: 0.0, max: 1.0\n",
@@ -138,6 +161,7 @@ def test_config_yaml_flat_mapping():
         "sizes": [1, 2],
     }
     assert parse_config_yaml("") == {}
+    assert parse_config_yaml("lr: 0.01\nwd:\n") == {"lr": 0.01, "wd": None}
 
 
 @pytest.mark.parametrize(

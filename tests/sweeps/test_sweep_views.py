@@ -366,7 +366,7 @@ def test_invalid_tuned_config_is_not_copied(client, project, owner):
     (exp.output_dir / TUNED_CONFIG).write_text("lr: [0.1\n")
     client.force_login(owner)
     response = client.post(url("sweep_train_tuned", exp), follow=True)
-    assert "line" in response.content.decode()
+    assert "config-tuned.yaml line 2" in response.content.decode()  # the file that is wrong
     assert (project.code_dir / "config.yaml").read_text() == CONFIG_YAML
     assert project.experiments.count() == 1
 

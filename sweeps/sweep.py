@@ -23,6 +23,7 @@ import csv
 import logging
 import math
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,13 @@ def do_start_sweep(
         The sweep experiment, its first trials queued.
 
     Raises:
-        YamlFileError: ``sweep.yaml`` or ``config.yaml`` is missing or invalid.
+        YamlFileError: ``sweep.yaml`` or ``config.yaml`` is missing or invalid, or the
+            script the trials run (``fast.sh`` / ``full.sh``) is missing.
         SweepError: ``n_trials`` or ``parallel`` out of range.
     """
     _check_counts(n_trials, parallel)
     _space_unused, defaults, sweep_text = load_sweep_files(project)
+    _read_code_file(project, "fast.sh" if fast else "full.sh")  # else every trial would fail
     kind = Experiment.Kind.FAST_SWEEP if fast else Experiment.Kind.SWEEP
     spec = {"sweep_yaml": sweep_text, "n_trials": n_trials, "parallel": parallel, "seed": seed}
     experiment = actions.do_create_experiment(
@@ -198,6 +201,10 @@ def _launch(experiment: Experiment, trial: Trial) -> None:
         if updated:
             actions.do_enqueue_trial(trial)
             actions.send_event_on_commit(experiment.pk, events.trial_update(trial))
+    if not updated:
+        # Stopped between claim and ask: nothing will ever tell this ask, and TPE's constant
+        # liar would count it as pending for the rest of the study.
+        studies.tell(_study(experiment), asked.number, None, state=TrialState.FAIL)
 
 
 def _config_yaml(config: dict[str, Any]) -> str:
@@ -228,17 +235,13 @@ def do_advance_sweep(experiment_id: int) -> None:
     finished = [
         t for t in experiment.trials.exclude(state__in=ACTIVE_STATES) if not t.metadata.get("told")
     ]
-    new_best = False
     for trial in finished:
-        if _retry_lost_trial(experiment, trial):
-            continue
-        new_best |= _tell(experiment, trial)
-    best = _best_trial(experiment)
-    if best is not None and (new_best or not (experiment.output_dir / TUNED_CONFIG).exists()):
-        write_tuned_config(experiment, best)
+        if not _retry_lost_trial(experiment, trial):
+            _tell(experiment, trial)
+    _sync_tuned_config(experiment)
     write_results_csv(experiment)
     do_fill_sweep(experiment)
-    _finish_if_done(experiment, best)
+    _finish_if_done(experiment)
 
 
 def _retry_lost_trial(experiment: Experiment, trial: Trial) -> bool:
@@ -253,18 +256,20 @@ def _retry_lost_trial(experiment: Experiment, trial: Trial) -> bool:
     with transaction.atomic():
         metadata = {k: v for k, v in trial.metadata.items() if k != "history"}
         # The retry starts from scratch: the lost attempt's rows would mix with the new ones.
-        requeued = Trial.objects.filter(
-            pk=trial.pk, state=RunState.FAILED, attempts=trial.attempts
-        ).update(
-            state=RunState.QUEUED,
-            failure_reason="",
-            finished_at=None,
-            node=None,
-            rows_stored=0,
-            epochs_done=0,
-            best_val_loss=None,
-            score=None,
-            metadata=metadata,
+        requeued = (
+            Trial.objects.filter(pk=trial.pk, state=RunState.FAILED, attempts=trial.attempts)
+            .exclude(metadata__has_key="told")
+            .update(
+                state=RunState.QUEUED,
+                failure_reason="",
+                finished_at=None,
+                node=None,
+                rows_stored=0,
+                epochs_done=0,
+                best_val_loss=None,
+                score=None,
+                metadata=metadata,
+            )
         )
         if requeued:
             HistoryChunk.objects.filter(trial=trial).delete()
@@ -275,35 +280,43 @@ def _retry_lost_trial(experiment: Experiment, trial: Trial) -> bool:
     return bool(requeued)
 
 
-def _tell(experiment: Experiment, trial: Trial) -> bool:
-    """Tell the study how the trial ended; True if it is the new best."""
+def _tell(experiment: Experiment, trial: Trial) -> None:
+    """Tell the study how the trial ended, once.
+
+    Two advances can run at once (every worker takes ``default`` tasks, and a restarted
+    worker reconciles in its main process), so the tell is claimed with a conditional
+    update on the trial as this advance saw it: a trial requeued or told meanwhile is left
+    alone.
+    """
     value = trial_objective(experiment, trial) if trial.state == RunState.COMPLETE else None
-    if trial.state == RunState.COMPLETE and value is None:
-        # Exit code 0 but the losses are nan/inf (or no epoch finished): diverged.
-        with transaction.atomic():
-            Trial.objects.filter(pk=trial.pk).update(
-                state=RunState.FAILED,
-                failure_reason="diverged: no finite validation loss / Early Ranking score",
-            )
-            trial.refresh_from_db()
-            actions.send_event_on_commit(experiment.pk, events.trial_update(trial))
-    optuna_number = trial.metadata.get("optuna_trial")
-    if optuna_number is not None:
-        state = TrialState.COMPLETE if value is not None else TrialState.FAIL
-        studies.tell(_study(experiment), optuna_number, value, state=state)
-    previous = experiment.best_value
-    with transaction.atomic():
-        Trial.objects.filter(pk=trial.pk).update(
-            value=value, metadata={**trial.metadata, "told": True}
+    changes: dict[str, Any] = {"value": value, "metadata": {**trial.metadata, "told": True}}
+    diverged = trial.state == RunState.COMPLETE and value is None
+    if diverged:  # exit code 0 but the losses are nan/inf (or no epoch finished)
+        changes.update(
+            state=RunState.FAILED,
+            failure_reason="diverged: no finite validation loss / Early Ranking score",
         )
-        if value is not None and (previous is None or value < previous):
-            Experiment.objects.filter(pk=experiment.pk).filter(
-                Q(best_value__isnull=True) | Q(best_value__gt=value)
-            ).update(best_value=value)
+    with transaction.atomic():
+        claimed = (
+            Trial.objects.filter(pk=trial.pk, state=trial.state, attempts=trial.attempts)
+            .exclude(metadata__has_key="told")
+            .update(**changes)
+        )
+        if not claimed:
+            return
+        trial.refresh_from_db()
+        if diverged:
+            actions.send_event_on_commit(experiment.pk, events.trial_update(trial))
+        better = Q(best_value__isnull=True) | Q(best_value__gt=value)
+        if value is not None and Experiment.objects.filter(better, pk=experiment.pk).update(
+            best_value=value
+        ):
             experiment.refresh_from_db()
             actions.send_event_on_commit(experiment.pk, events.experiment_update(experiment))
-            return True
-    return False
+    optuna_number = trial.metadata.get("optuna_trial")
+    if optuna_number is not None:  # outside the transaction: Optuna has its own connection
+        state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+        studies.tell(_study(experiment), optuna_number, value, state=state)
 
 
 def _best_trial(experiment: Experiment) -> Trial | None:
@@ -330,6 +343,29 @@ def write_tuned_config(experiment: Experiment, trial: Trial) -> Path:
     )
     _write_atomic(path, header + _config_yaml(tuned_config(experiment, trial)))
     return path
+
+
+def _tuned_trial_number(experiment: Experiment) -> int | None:
+    """The trial ``config-tuned.yaml`` was written from (its header), None if there is none."""
+    try:
+        with (experiment.output_dir / TUNED_CONFIG).open() as fh:
+            match = re.search(r": trial (\d+),", fh.readline())
+    except FileNotFoundError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def _sync_tuned_config(experiment: Experiment) -> None:
+    """Rewrite ``config-tuned.yaml`` when it is not the best trial's (a new best).
+
+    A concurrent advance may tell a better trial between our query and our write, so the
+    check runs again after each write: whoever writes last also checks last.
+    """
+    for _attempt in range(3):
+        best = _best_trial(experiment)
+        if best is None or _tuned_trial_number(experiment) == best.number:
+            return
+        write_tuned_config(experiment, best)
 
 
 def write_results_csv(experiment: Experiment) -> Path:
@@ -366,7 +402,7 @@ def _cell(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
-def _finish_if_done(experiment: Experiment, best: Trial | None) -> None:
+def _finish_if_done(experiment: Experiment) -> None:
     with transaction.atomic():
         experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
         if experiment.state not in ACTIVE_STATES:
@@ -376,8 +412,10 @@ def _finish_if_done(experiment: Experiment, best: Trial | None) -> None:
             return
         if any(t.state in ACTIVE_STATES or not t.metadata.get("told") for t in trials):
             return
-        state = RunState.COMPLETE if best is not None else RunState.FAILED
-        reason = "" if best is not None else "every trial failed"
+        # Queried here, not passed in: another advance may have told the best meanwhile.
+        any_complete = _best_trial(experiment) is not None
+        state = RunState.COMPLETE if any_complete else RunState.FAILED
+        reason = "" if any_complete else "every trial failed"
         Experiment.objects.filter(pk=experiment.pk).update(
             state=state, failure_reason=reason, finished_at=timezone.now()
         )

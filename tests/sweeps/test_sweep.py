@@ -13,8 +13,8 @@ import yaml
 from django.contrib.auth.models import User
 
 from luminide.models import Project
-from sweeps import actions, studies
-from sweeps.models import Experiment, RunState, Trial
+from sweeps import actions, studies, sweep
+from sweeps.models import ACTIVE_STATES, Experiment, RunState, Trial
 from sweeps.search_space import YamlFileError
 from sweeps.sweep import (
     SweepError,
@@ -236,3 +236,100 @@ def test_seeded_sweep_suggests_distinct_reproducible_values(project):
     assert len(set(params)) == 12, "start-up trials repeated the same values"
     again = do_start_sweep(project, None, n_trials=12, parallel=12, seed=7)
     assert [tuple(sorted(t.params.items())) for t in queued(again)] == params
+
+
+# Two advances can run at once: each worker takes default-queue tasks, and a restarted worker
+# reconciles in its main process. The tests below interleave two by hand.
+
+
+def _untold(exp):
+    """What do_advance_sweep's loop sees: the finished trials not told yet."""
+    stale = Experiment.objects.get(pk=exp.pk)
+    return stale, [
+        t for t in stale.trials.exclude(state__in=ACTIVE_STATES) if not t.metadata.get("told")
+    ]
+
+
+@pytest.mark.django_db
+def test_a_concurrent_advance_does_not_tell_a_trial_that_is_being_retried(project):
+    exp = do_start_sweep(project, None, n_trials=1, parallel=1, seed=0)
+    (trial,) = queued(exp)
+    Trial.objects.filter(pk=trial.pk).update(attempts=1)
+    finish(trial, state=RunState.FAILED, reason="lost worker: w1 restarted")
+    stale_exp, stale = _untold(exp)  # advance B has loaded the failed trial...
+    do_advance_sweep(exp.pk)  # ...advance A requeues it for its retry
+    for t in stale:  # B goes on with its stale row
+        if not sweep._retry_lost_trial(stale_exp, t):
+            sweep._tell(stale_exp, t)
+    trial.refresh_from_db()
+    assert trial.state == RunState.QUEUED and not trial.metadata.get("told")
+    study = studies.load_study(exp.spec["study"])
+    assert [t.state.name for t in study.trials] == ["RUNNING"]
+
+    finish(trial, best_val_loss=0.3)  # the retry succeeds: the sweep takes its result
+    do_advance_sweep(exp.pk)
+    exp.refresh_from_db()
+    assert exp.state == RunState.COMPLETE and exp.best_value == pytest.approx(0.3)
+    assert (exp.output_dir / "config-tuned.yaml").exists()
+
+
+@pytest.mark.django_db
+def test_tuned_config_ends_on_the_best_trial_whatever_the_interleaving(project):
+    exp = do_start_sweep(project, None, n_trials=4, parallel=2, seed=1)
+    worse, better = queued(exp)
+    finish(worse, best_val_loss=0.5)
+    finish(better, best_val_loss=0.4)
+    worse.refresh_from_db()
+    sweep._tell(exp, worse)  # advance A tells the worse trial and looks up the best...
+    stale_best = sweep._best_trial(exp)
+    do_advance_sweep(exp.pk)  # ...advance B tells the better one and writes its config...
+    sweep.write_tuned_config(exp, stale_best)  # ...then A writes its stale best
+    do_advance_sweep(exp.pk)  # the next advance puts it right
+    better.refresh_from_db()
+    tuned = (exp.output_dir / "config-tuned.yaml").read_text()
+    assert tuned.startswith(f"# Tuned by p/{exp.name}: trial {better.number}, ")
+    assert yaml.safe_load(tuned)["lr"] == better.params["lr"]
+
+
+@pytest.mark.django_db
+def test_finish_looks_up_the_best_itself(project):
+    exp = do_start_sweep(project, None, n_trials=1, parallel=1, seed=0)
+    (trial,) = queued(exp)
+    finish(trial, best_val_loss=0.3)
+    trial.refresh_from_db()
+    sweep._tell(exp, trial)  # told by another advance after this one looked up the best
+    sweep._finish_if_done(exp)
+    exp.refresh_from_db()
+    assert exp.state == RunState.COMPLETE and exp.failure_reason == ""
+
+
+@pytest.mark.django_db
+def test_stop_between_claim_and_ask_leaves_no_trial_running_in_the_study(project, monkeypatch):
+    exp = do_start_sweep(project, None, n_trials=2, parallel=1, seed=0)
+    (first,) = queued(exp)
+    real_ask = studies.ask
+
+    def ask_after_a_stop(*args, **kwargs):
+        actions.do_cancel_experiment(Experiment.objects.get(pk=exp.pk))
+        return real_ask(*args, **kwargs)
+
+    finish(first, best_val_loss=0.5)
+    monkeypatch.setattr(studies, "ask", ask_after_a_stop)
+    do_advance_sweep(exp.pk)  # claims trial 1, which is stopped before its values are stored
+    monkeypatch.setattr(studies, "ask", real_ask)
+    assert Trial.objects.get(experiment=exp, number=1).state == RunState.CANCELLED
+    do_resume_sweep(exp)
+    study = studies.load_study(exp.spec["study"])
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "RUNNING"]
+    assert [t.number for t in queued(exp)] == [2]
+
+
+@pytest.mark.django_db
+def test_a_sweep_without_its_script_starts_nothing(project):
+    (project.code_dir / "fast.sh").unlink()
+    with pytest.raises(YamlFileError, match=r"^fast\.sh: not found in the project's code/"):
+        do_start_sweep(project, None, n_trials=3, fast=True)
+    assert not Experiment.objects.exists()
+    assert (
+        do_start_sweep(project, None, n_trials=1).kind == Experiment.Kind.SWEEP
+    )  # full.sh is there

@@ -3,7 +3,8 @@
 On ``worker_ready`` the worker registers itself (hostname = the Celery node name, device =
 the CUDA device name and memory via ``torch.cuda``, or "CPU") and starts a heartbeat thread.
 Every beat also runs :func:`sweeps.actions.do_mark_lost_nodes`, so any live worker notices a
-dead one (SIGKILL, power loss) and fails its trials. With the prefork pool these handlers run
+dead one (SIGKILL, power loss) and fails its trials, and re-drives running sweeps when Redis
+restarted under it (its queued messages are gone). With the prefork pool these handlers run
 in the worker's main process, which stays responsive while a child runs a trial.
 """
 
@@ -46,11 +47,41 @@ def detect_device() -> dict:
         return {"device": "CPU", "memory": None, "count": 0}
 
 
+def redis_run_id() -> str:
+    """Redis's run id, new at every start of the server."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return client.info("server")["run_id"]
+    finally:
+        client.close()
+
+
+def reconcile_after_redis_restart(last_run_id: str | None) -> str | None:
+    """Re-drive running sweeps if Redis restarted since the last beat; the run id now.
+
+    A restarted Redis (the embedded one keeps nothing) has lost the queued ``run_trial`` and
+    ``advance_sweep`` messages, and a worker that stayed up never sees ``worker_ready`` again.
+    """
+    try:
+        run_id = redis_run_id()
+    except Exception as exc:  # Redis down: Celery reconnects by itself, check next beat
+        log.warning("Redis unreachable (%s)", exc)
+        return last_run_id
+    if last_run_id is not None and run_id != last_run_id:
+        from sweeps.sweep import do_reconcile_sweeps
+
+        log.warning("Redis restarted: re-driving %d running sweeps", do_reconcile_sweeps())
+    return run_id
+
+
 def _heartbeat_loop(hostname: str) -> None:
     from sweeps import actions
 
     interval = max(1, settings.LUMINIDE_HEARTBEAT_SECONDS)
     info = detect_device()
+    run_id = None
     while True:
         try:
             close_old_connections()
@@ -66,6 +97,7 @@ def _heartbeat_loop(hostname: str) -> None:
             lost = actions.do_mark_lost_nodes()
             if lost:
                 log.warning("nodes lost (no heartbeat): %s", ", ".join(lost))
+            run_id = reconcile_after_redis_restart(run_id)
         except Exception:  # the database may be briefly unavailable; beat again later
             log.exception("heartbeat failed")
         if _stop.wait(interval):

@@ -531,10 +531,9 @@
       badge.className = "badge badge-" + expState;
       badge.innerHTML = (expState === "running" ? '<span class="pulse"></span>' : "") + expState[0].toUpperCase() + expState.slice(1);
     }
-    if (expState === "failed" && failure) {
-      document.getElementById("failure").hidden = false;
-      setText("failure-reason", failure);
-    }
+    const failed = expState === "failed" && Boolean(failure);
+    document.getElementById("failure").hidden = !failed; // resumed: the banner goes
+    if (failed) setText("failure-reason", failure);
     if (previous && previous !== expState && ACTIVE.has(previous) !== ACTIVE.has(expState)) refreshFragments();
   }
 

@@ -1,4 +1,5 @@
-"""The sweep engine, driven directly (no worker): ask, tell, outputs, retries, stop/resume.
+"""The sweep engine, driven directly (no worker): ask, tell, outputs, retries, stop/resume,
+concurrent advances, a Redis restart.
 
 Trials are finished by hand with ``do_finish_trial`` after storing the value the runner
 would have stored; the real worker path is covered in ``test_sweep_integration.py``.
@@ -7,14 +8,21 @@ would have stored; the real worker path is covered in ``test_sweep_integration.p
 from __future__ import annotations
 
 import csv
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import redis
 import yaml
 from django.contrib.auth.models import User
 
 from luminide.models import Project
 from sweeps import actions, studies, sweep
 from sweeps.models import ACTIVE_STATES, Experiment, RunState, Trial
+from sweeps.nodes import reconcile_after_redis_restart
 from sweeps.search_space import YamlFileError
 from sweeps.sweep import (
     SweepError,
@@ -333,3 +341,55 @@ def test_a_sweep_without_its_script_starts_nothing(project):
     assert (
         do_start_sweep(project, None, n_trials=1).kind == Experiment.Kind.SWEEP
     )  # full.sh is there
+
+
+@pytest.fixture
+def restartable_redis(settings):
+    """A redis-server of this test's own (the session one stays up), restartable in place."""
+    from luminide.celery import app
+    from luminide.launcher import redis_server_command
+    from luminide.settings import celery_broker_url
+    from tests.conftest import _reset_celery_pools
+
+    sock = Path(tempfile.mkdtemp(prefix="lumr-", dir="/tmp")) / "redis.sock"
+    procs: list[subprocess.Popen] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen(redis_server_command(sock), stdout=subprocess.DEVNULL))
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+
+    def stop() -> None:
+        procs[-1].terminate()
+        procs[-1].wait(timeout=10)  # redis-server removes its socket on the way out
+
+    start()
+    settings.REDIS_URL = f"unix://{sock}"
+    saved_broker = app.conf.broker_url
+    app.conf.broker_url = celery_broker_url(settings.REDIS_URL)
+    _reset_celery_pools(app)
+    yield SimpleNamespace(
+        start=start, stop=stop, client=lambda: redis.Redis(unix_socket_path=str(sock))
+    )
+    app.conf.broker_url = saved_broker
+    _reset_celery_pools(app)
+    if procs[-1].poll() is None:
+        stop()
+
+
+@pytest.mark.django_db(transaction=True)  # trials are enqueued when their transaction commits
+def test_a_worker_re_drives_running_sweeps_when_redis_restarted(project, restartable_redis):
+    do_start_sweep(project, None, n_trials=2, parallel=1, seed=0)
+    assert restartable_redis.client().llen("gpu") == 1  # the queued trial's run_trial message
+    run_id = reconcile_after_redis_restart(None)  # a worker's first beat
+    assert reconcile_after_redis_restart(run_id) == run_id  # no restart: nothing sent again
+    assert restartable_redis.client().llen("gpu") == 1
+
+    restartable_redis.stop()
+    assert reconcile_after_redis_restart(run_id) == run_id  # down: the beat goes on
+    restartable_redis.start()
+    assert restartable_redis.client().llen("gpu") == 0  # the embedded Redis kept nothing
+    assert reconcile_after_redis_restart(run_id) != run_id
+    assert restartable_redis.client().llen("gpu") == 1  # the trial is queued again

@@ -193,6 +193,24 @@ def do_start_experiment(
     return experiment
 
 
+def do_requeue_single_runs() -> int:
+    """Enqueue queued Train / Fast Training runs again: their message may have gone with a
+    restarted Redis. A second delivery is dropped when the trial is claimed. Returns how many.
+
+    Sweeps re-drive their own trials (:func:`sweeps.sweep.do_reconcile_sweeps`).
+    """
+    queued = Trial.objects.filter(
+        state=RunState.QUEUED,
+        experiment__kind__in=(Experiment.Kind.TRAIN, Experiment.Kind.FAST_TRAIN),
+    )
+    count = 0
+    for trial in queued:
+        with transaction.atomic():
+            do_enqueue_trial(trial)
+        count += 1
+    return count
+
+
 def do_cancel_experiment(experiment: Experiment, user=None) -> bool:
     """Cancel an experiment and its queued/running trials.
 

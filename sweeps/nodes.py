@@ -3,8 +3,8 @@
 On ``worker_ready`` the worker registers itself (hostname = the Celery node name, device =
 the CUDA device name and memory via ``torch.cuda``, or "CPU") and starts a heartbeat thread.
 Every beat also runs :func:`sweeps.actions.do_mark_lost_nodes`, so any live worker notices a
-dead one (SIGKILL, power loss) and fails its trials, and re-drives running sweeps when Redis
-restarted under it (its queued messages are gone). With the prefork pool these handlers run
+dead one (SIGKILL, power loss) and fails its trials, and re-drives queued runs and running
+sweeps when Redis restarted under it (its queued messages are gone). With the prefork pool these handlers run
 in the worker's main process, which stays responsive while a child runs a trial.
 """
 
@@ -59,7 +59,8 @@ def redis_run_id() -> str:
 
 
 def reconcile_after_redis_restart(last_run_id: str | None) -> str | None:
-    """Re-drive running sweeps if Redis restarted since the last beat; the run id now.
+    """Re-drive queued runs and running sweeps if Redis restarted since the last beat; returns
+    the run id now.
 
     A restarted Redis (the embedded one keeps nothing) has lost the queued ``run_trial`` and
     ``advance_sweep`` messages, and a worker that stayed up never sees ``worker_ready`` again.
@@ -70,10 +71,18 @@ def reconcile_after_redis_restart(last_run_id: str | None) -> str | None:
         log.warning("Redis unreachable (%s)", exc)
         return last_run_id
     if last_run_id is not None and run_id != last_run_id:
-        from sweeps.sweep import do_reconcile_sweeps
-
-        log.warning("Redis restarted: re-driving %d running sweeps", do_reconcile_sweeps())
+        log.warning("Redis restarted: re-driving queued runs and running sweeps")
+        redrive_queued_work()
     return run_id
+
+
+def redrive_queued_work() -> None:
+    """Enqueue queued runs again and advance running sweeps (every step is idempotent)."""
+    from sweeps.actions import do_requeue_single_runs
+    from sweeps.sweep import do_reconcile_sweeps
+
+    do_requeue_single_runs()
+    do_reconcile_sweeps()
 
 
 def _heartbeat_loop(hostname: str) -> None:
@@ -114,12 +123,9 @@ def on_worker_ready(sender=None, **kwargs) -> None:
     if lost:
         log.warning("nodes lost (no heartbeat): %s", ", ".join(lost))
     try:
-        # Queue messages may be gone (Redis restarted): re-drive sweeps still running.
-        from sweeps.sweep import do_reconcile_sweeps
-
-        do_reconcile_sweeps()
+        redrive_queued_work()  # queue messages may be gone (Redis restarted meanwhile)
     except Exception:
-        log.exception("could not reconcile running sweeps")
+        log.exception("could not re-drive queued runs and running sweeps")
     _stop.clear()
     threading.Thread(
         target=_heartbeat_loop, args=(hostname,), daemon=True, name="luminide-heartbeat"

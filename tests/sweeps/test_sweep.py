@@ -380,16 +380,17 @@ def restartable_redis(settings):
 
 
 @pytest.mark.django_db(transaction=True)  # trials are enqueued when their transaction commits
-def test_a_worker_re_drives_running_sweeps_when_redis_restarted(project, restartable_redis):
+def test_a_worker_re_drives_queued_work_when_redis_restarted(project, restartable_redis):
     do_start_sweep(project, None, n_trials=2, parallel=1, seed=0)
-    assert restartable_redis.client().llen("gpu") == 1  # the queued trial's run_trial message
+    actions.do_start_experiment(project, None)  # a Train run waiting for a worker too
+    assert restartable_redis.client().llen("gpu") == 2  # their run_trial messages
     run_id = reconcile_after_redis_restart(None)  # a worker's first beat
     assert reconcile_after_redis_restart(run_id) == run_id  # no restart: nothing sent again
-    assert restartable_redis.client().llen("gpu") == 1
+    assert restartable_redis.client().llen("gpu") == 2
 
     restartable_redis.stop()
     assert reconcile_after_redis_restart(run_id) == run_id  # down: the beat goes on
     restartable_redis.start()
     assert restartable_redis.client().llen("gpu") == 0  # the embedded Redis kept nothing
     assert reconcile_after_redis_restart(run_id) != run_id
-    assert restartable_redis.client().llen("gpu") == 1  # the trial is queued again
+    assert restartable_redis.client().llen("gpu") == 2  # both are queued again

@@ -382,7 +382,8 @@ def _finish(
     if stopped_for in ("orphaned", "interrupted"):
         reason = {
             "orphaned": "lost worker: the worker process died while the trial ran",
-            "interrupted": "interrupted: the worker was stopped while the trial ran",
+            # A sweep retries a trial whose reason starts with "lost worker" (a restart).
+            "interrupted": "lost worker: the worker was stopped while the trial ran",
         }[stopped_for]
         actions.do_finish_trial(trial, RunState.FAILED, reason=reason, from_states=RUNNING_ONLY)
         logw.note(reason)

@@ -62,8 +62,11 @@ def test_two_workers_run_trials_in_parallel(project, celery_worker, start_worker
     second.stop()
 
 
-def test_trial_of_a_killed_worker_is_retried_on_another(project, celery_worker, start_worker):
-    victim = start_worker(name="victim@localhost")
+@pytest.mark.parametrize("end", ["kill", "stop"])  # SIGKILL; SIGTERM, as a restart sends
+def test_trial_of_a_killed_or_stopped_worker_is_retried_on_another(
+    project, celery_worker, start_worker, end
+):
+    victim = start_worker(name=f"victim-{end}@localhost")
     (project.code_dir / "full.sh").write_text("sleep 20\n" + TINY_FULL)
     exp = do_start_sweep(project, project.owner, n_trials=2, parallel=2, seed=1)
 
@@ -76,10 +79,11 @@ def test_trial_of_a_killed_worker_is_retried_on_another(project, celery_worker, 
         )
 
     trial = wait_for(running_on_victim, 90, "a trial to start on the victim worker")
-    victim.kill()
+    getattr(victim, end)()
 
-    # The heartbeat of the surviving worker marks it lost (test timeout 15 s), the sweep runs it
-    # once more, on the surviving worker.
+    # Killed: the heartbeat of the surviving worker marks it lost (test timeout 15 s). Stopped:
+    # it fails the trial itself on the way out. Either way the sweep runs it once more, on the
+    # surviving worker.
     wait_for(lambda: sweep_done(exp), 240, "the sweep to finish")
     trial.refresh_from_db()
     assert trial.state == RunState.COMPLETE, trial.failure_reason

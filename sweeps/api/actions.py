@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Min
 from django.utils import timezone
 from django.utils.text import slugify
 from optuna.trial import TrialState
@@ -282,19 +281,14 @@ def _int_id(raw: str) -> int:
 # --- checkpoints ---------------------------------------------------------------------
 
 
-def _best_finished(experiment: Experiment, metric: str) -> float | None:
-    """Best outcome among the experiment's finished runs for a minimised ``metric``."""
-    spec = experiment.spec
+def _best_scores_at(experiment: Experiment, metric: str) -> list[float | None]:
+    """The finished (observed, not failed) runs' best Early Ranking score of ``metric`` at
+    each of its checkpoints (see :func:`criteria.best_scores_at`)."""
     done = Trial.objects.filter(experiment=experiment, state=RunState.COMPLETE)
-    if metric == optimized_metric(spec)["name"]:
-        return done.aggregate(b=Min("value"))["b"]
-    outcomes = []
-    for meta in done.values_list("metadata", flat=True):
-        observed = _values_by_name((meta.get("observation") or {}).get("values") or [])
-        value = observed.get(metric, (meta.get("best_values") or {}).get(metric))
-        if value is not None:
-            outcomes.append(value)
-    return min(outcomes) if outcomes else None
+    return criteria.best_scores_at(
+        (meta.get("scores") or {}).get(metric) or []
+        for meta in done.values_list("metadata", flat=True)
+    )
 
 
 def _find_run(
@@ -433,11 +427,8 @@ def _plan_checkpoint(experiment: Experiment, trial: Trial, body: Any) -> _Planne
             403,
             f"training run {trial.pk} already has max_checkpoints={max_checkpoints} checkpoints",
         )
-    best_finished = {
-        c["metric"]: _best_finished(experiment, c["metric"])
-        for c in rules
-        if c["type"] == "early_ranking"
-    }
+    ranked = {c["metric"] for c in rules if c["type"] == "early_ranking"}
+    best_at = {metric: _best_scores_at(experiment, metric) for metric in ranked}
     # The values the criteria look at, kept on the trial (<= max_checkpoints floats per
     # metric) so a checkpoint never re-reads the run's earlier checkpoints.
     meta = dict(trial.metadata)
@@ -468,7 +459,13 @@ def _plan_checkpoint(experiment: Experiment, trial: Trial, body: Any) -> _Planne
                 if v is not None
             ] + [new_values[chart["name"]]]
         score = scorer(chart_values)
-    reasons = criteria.evaluate(rules, objective_of, history, best_finished, scorer)
+    # Each early-ranked metric's score at every value, for the runs that come after this one.
+    scores = {name: list(values) for name, values in (meta.get("scores") or {}).items()}
+    for name in ranked & new_values.keys():
+        scores.setdefault(name, []).append(scorer(history[name]))
+    if ranked:
+        meta["scores"] = scores
+    reasons = criteria.evaluate(rules, objective_of, history, best_at, scorer)
     should_stop = any(reasons.values()) or (
         max_checkpoints is not None and seq + 1 >= max_checkpoints
     )

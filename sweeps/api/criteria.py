@@ -6,12 +6,17 @@ on the best value among the checkpoints before them (for a minimised metric: min
 L >= min of the first n - L; for a maximised one, max <=).
 
 ``early_ranking`` (metric m, minimised; lookback L, min_checkpoints K, margin M, default
-0.1): s_k is the Early Ranking score of the run's history of m up to checkpoint k (the
-predicted best value the run would reach if trained to the end). b is the best outcome of
-the experiment's finished runs for m (observation value, else that run's best checkpoint).
-The run should stop when n >= K, at least one run has finished, and
-s_k > b + M * |b| for each of the last L checkpoints k. With no ranker model installed the
-criterion never fires.
+0.1): s_k is the Early Ranking score of the run's history of m up to its k-th value (the
+predicted best value the run would reach if trained to the end). b_k is the best score at
+k among the experiment's finished runs, computed the same way when they were at k. The run
+should stop when n >= K and s_k > b_k + M * |b_k| for each of the last L values k.
+
+Scores are compared at the same k, not with the finished runs' final values: a prediction
+from k checkpoints is biased towards the value already reached (from few epoch-level values
+the shipped ranker predicts little more improvement), and that bias is the same on both
+sides. Against final values every run early in training would look worse than the best one
+and be stopped. The criterion does not fire before a finished run has reached k, nor without
+a ranker model.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -53,28 +58,45 @@ def early_ranking(
     lookback: int,
     min_checkpoints: int,
     margin: float,
-    best_finished: float | None,
+    best_at: Sequence[float | None],
     scorer: Scorer,
 ) -> bool:
+    """``best_at[k - 1]``: b_k, the finished runs' best score at their k-th value (None: no
+    finished run has a score there)."""
     n = len(values)
-    if best_finished is None or n < max(min_checkpoints, lookback):
+    if n < max(min_checkpoints, lookback):
         return False
-    threshold = best_finished + margin * abs(best_finished)
     for k in range(n - lookback + 1, n + 1):
+        best = best_at[k - 1] if k <= len(best_at) else None
+        if best is None:
+            return False
         score = scorer(values[:k])
-        if score is None or not score > threshold:
+        if score is None or not score > best + margin * abs(best):
             return False
     return True
+
+
+def best_scores_at(runs_scores: Iterable[Sequence[float | None]]) -> list[float | None]:
+    """b_k for every k: the lowest score at each position over the finished runs' scores."""
+    best: list[float | None] = []
+    for scores in runs_scores:
+        for k, score in enumerate(scores):
+            if k == len(best):
+                best.append(None)
+            if score is not None and (best[k] is None or score < best[k]):
+                best[k] = score
+    return best
 
 
 def evaluate(
     criteria: Sequence[Mapping[str, Any]],
     objectives: Mapping[str, str],
     history: Mapping[str, Sequence[float]],
-    best_finished: Mapping[str, float | None],
+    best_at: Mapping[str, Sequence[float | None]],
     scorer: Scorer,
 ) -> dict[str, bool]:
-    """``{criterion name: should stop}`` for the run whose values per metric are ``history``."""
+    """``{criterion name: should stop}`` for the run whose values per metric are ``history``;
+    ``best_at``: :func:`best_scores_at` of the finished runs, per early-ranked metric."""
     reasons: dict[str, bool] = {}
     for c in criteria:
         values = history.get(c["metric"], ())
@@ -88,7 +110,7 @@ def evaluate(
                 lookback=c["lookback_checkpoints"],
                 min_checkpoints=c["min_checkpoints"],
                 margin=c.get("margin", 0.1),
-                best_finished=best_finished.get(c["metric"]),
+                best_at=best_at.get(c["metric"], ()),
                 scorer=scorer,
             )
     return reasons

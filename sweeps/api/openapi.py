@@ -96,9 +96,10 @@ SCHEMAS: dict[str, Any] = {
         "required": ["type"],
         "additionalProperties": False,
         "description": "convergence: no improvement in the last lookback_checkpoints over the "
-        "best before them (after min_checkpoints). early_ranking: the Early Ranking score of "
-        "the run exceeds the best finished run's outcome b by margin*|b| for each of the last "
-        "lookback_checkpoints checkpoints.",
+        "best before them (after min_checkpoints). early_ranking: at each of the last "
+        "lookback_checkpoints checkpoints k, the run's Early Ranking score exceeds b_k by "
+        "margin*|b_k|, where b_k is the best score the finished runs had at their k-th "
+        "checkpoint.",
         "properties": {
             "type": {"type": "string", "enum": ["convergence", "early_ranking"]},
             "name": NAME,

@@ -35,34 +35,43 @@ def fake_scorer(values):
 
 
 @pytest.mark.parametrize(
-    ("values", "best", "margin", "lookback", "minimum", "expected"),
+    ("values", "best_at", "margin", "lookback", "minimum", "expected"),
     [
-        ([2.0], 1.0, 0.1, 1, 1, True),  # 2.0 > 1.0 + 0.1
-        ([1.05], 1.0, 0.1, 1, 1, False),  # within the margin
-        ([1.2], 1.0, 0.1, 1, 2, False),  # before min_checkpoints
-        ([1.5, 1.05], 1.0, 0.1, 2, 1, False),  # not worse at both of the last 2
-        ([1.5, 1.2], 1.0, 0.1, 2, 1, True),
-        ([2.0], None, 0.1, 1, 1, False),  # no finished run yet
-        ([-0.5], -1.0, 0.1, 1, 1, True),  # margin relative to |b|: threshold -0.9
-        ([-0.95], -1.0, 0.1, 1, 1, False),
-        ([math.inf], 1.0, 0.1, 1, 1, True),  # diverged
+        ([2.0], [1.0], 0.1, 1, 1, True),  # 2.0 > 1.0 + 0.1
+        ([1.05], [1.0], 0.1, 1, 1, False),  # within the margin
+        ([1.2], [1.0, 1.0], 0.1, 1, 2, False),  # before min_checkpoints
+        ([1.5, 1.05], [1.0, 1.0], 0.1, 2, 1, False),  # not worse at both of the last 2
+        ([1.5, 1.2], [1.0, 1.0], 0.1, 2, 1, True),
+        ([2.0], [], 0.1, 1, 1, False),  # no finished run yet
+        ([2.0, 1.9], [1.0], 0.1, 1, 1, False),  # no finished run reached the 2nd value
+        ([2.0, 0.6], [1.0, 0.5], 0.1, 1, 1, True),  # compared with b at the same k: 0.6 > 0.55
+        ([2.0, 0.6], [1.0, None], 0.1, 1, 1, False),  # no score there (no model then)
+        ([-0.5], [-1.0], 0.1, 1, 1, True),  # margin relative to |b|: threshold -0.9
+        ([-0.95], [-1.0], 0.1, 1, 1, False),
+        ([math.inf], [1.0], 0.1, 1, 1, True),  # diverged
     ],
 )
-def test_early_ranking(values, best, margin, lookback, minimum, expected):
+def test_early_ranking(values, best_at, margin, lookback, minimum, expected):
     got = criteria.early_ranking(
         values,
         lookback=lookback,
         min_checkpoints=minimum,
         margin=margin,
-        best_finished=best,
+        best_at=best_at,
         scorer=fake_scorer,
     )
     assert got is expected
 
 
+def test_best_scores_at_takes_the_lowest_score_at_each_position():
+    runs = [[1.0, 0.8, 0.7], [0.9, None], [], [1.2, 0.6, None, 0.5]]
+    assert criteria.best_scores_at(runs) == [0.9, 0.6, 0.7, 0.5]
+    assert criteria.best_scores_at([[None]]) == [None]
+
+
 def test_early_ranking_without_a_model_never_fires():
     assert not criteria.early_ranking(
-        [9.0], lookback=1, min_checkpoints=1, margin=0, best_finished=0.1, scorer=lambda v: None
+        [9.0], lookback=1, min_checkpoints=1, margin=0, best_at=[0.1], scorer=lambda v: None
     )
 
 
@@ -85,7 +94,7 @@ def test_evaluate_names_each_criterion():
         },
     ]
     reasons = criteria.evaluate(
-        rules, {"loss": "minimize"}, {"loss": [1.0, 2.0]}, {"loss": 1.0}, fake_scorer
+        rules, {"loss": "minimize"}, {"loss": [1.0, 2.0]}, {"loss": [1.0, 1.0]}, fake_scorer
     )
     assert reasons == {"c": True, "er": True}
 
@@ -211,3 +220,46 @@ def test_real_early_ranker_on_api_checkpoints(api, monkeypatch):
         TrialEpoch.objects.filter(trial_id=int(bad["id"])).values_list("score", flat=True)
     )
     assert len(scores) == 2 and all(s is not None and s > 0.3 * 1.1 for s in scores)
+
+
+@pytest.mark.django_db
+def test_shipped_ranker_stops_only_runs_worse_than_the_best_at_the_same_checkpoint(
+    api, monkeypatch
+):
+    """The docs' criterion with the real model: a run on the best run's curve, or below it,
+    trains to the end; a run clearly above it is stopped at min_checkpoints."""
+    from ranking import EarlyRanker
+
+    monkeypatch.setattr(criteria, "_ranker", EarlyRanker.load())
+    body = {
+        "name": "shipped ranker",
+        "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
+        "metrics": [{"name": "loss", "objective": "minimize"}],
+        "training_monitor": {
+            "max_checkpoints": 20,
+            "early_stopping_criteria": [
+                {"type": "early_ranking", "name": "ranked_out", "min_checkpoints": 3}
+            ],
+        },
+    }
+    exp = api.experiment(body)
+    curve = [0.3 + 1 / (1 + k) for k in range(20)]
+
+    def train(values):
+        """Checkpoints until the API says stop; then the observation. The answers."""
+        _, run = api.run(exp["id"])
+        answers = []
+        for v in values:
+            answers.append(api.checkpoint(run["id"], v, name="loss").json())
+            if answers[-1]["should_stop"]:
+                break
+        api.post(f"/v1/experiments/{exp['id']}/observations", {"training_run": run["id"]})
+        return answers
+
+    assert len(train(curve)) == 20
+    same = train(curve)
+    assert len(same) == 20 and not any(a["stopping_reasons"]["ranked_out"] for a in same)
+    better = train([v - 0.1 for v in curve])
+    assert len(better) == 20 and not any(a["stopping_reasons"]["ranked_out"] for a in better)
+    worse = train([v * 1.5 for v in curve])
+    assert len(worse) == 3 and worse[-1]["stopping_reasons"] == {"ranked_out": True}

@@ -411,7 +411,7 @@ def do_create_checkpoint(
 
     Raises:
         ApiError: 404 unknown run; 400 invalid body; 403 after the observation or beyond
-            ``max_checkpoints``; 503 when the run kept changing.
+            ``max_checkpoints``; 429 (retry) when the run kept changing.
     """
     for attempt in range(CHECKPOINT_ATTEMPTS):
         locked = attempt > 0
@@ -422,7 +422,7 @@ def do_create_checkpoint(
                 return _store_checkpoint(trial, planned)
             except (_RunChanged, IntegrityError):
                 continue
-    raise ApiError(503, f"training run {run_pk} kept changing while storing a checkpoint; retry")
+    raise ApiError(429, f"training run {run_pk} kept changing while storing a checkpoint; retry")
 
 
 def _plan_checkpoint(experiment: Experiment, trial: Trial, body: Any) -> _PlannedCheckpoint:

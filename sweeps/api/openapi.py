@@ -298,7 +298,7 @@ ERRORS = {
         "405": "Method not allowed",
         "409": "Your API project could not be created (pass an existing project)",
         "413": "Request body too large",
-        "503": "The database stayed busy (SQLite lock timeout); retry",
+        "429": "The database stayed busy (SQLite lock timeout); retry after Retry-After seconds",
     }.items()
 }
 

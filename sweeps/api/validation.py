@@ -318,7 +318,8 @@ def training_monitor(value: Any, experiment_metrics: list[dict[str, Any]]) -> di
     max_checkpoints = integer(
         tm["max_checkpoints"], f"{field}.max_checkpoints", lo=1, hi=MAX_CHECKPOINTS
     )
-    raw = tm.get("early_stopping_criteria") or []
+    raw = tm.get("early_stopping_criteria")
+    raw = [] if raw is None else raw  # 0, "" or {} are mistakes, not "no criteria"
     if not isinstance(raw, list):
         raise bad(f"{field}.early_stopping_criteria", "must be a list")
     if len(raw) > MAX_CRITERIA:

@@ -42,6 +42,8 @@ def error(status: int, message: str) -> JsonResponse:
     response = JsonResponse({"message": message, "status": status}, status=status)
     if status == 401:
         response["WWW-Authenticate"] = 'Basic realm="Luminide API"'
+    if status == 429:
+        response["Retry-After"] = "1"
     return response
 
 
@@ -110,10 +112,11 @@ def endpoint(**handlers: Handler) -> Callable[..., HttpResponse]:
             return error(400, str(exc))
         except Exception as exc:
             # Django's or SQLAlchemy's (Optuna) OperationalError: SQLite stayed busy past its
-            # timeout. A retryable condition, not a bug.
+            # timeout. A retryable condition, not a bug: 429, which the sigopt client retries
+            # with backoff (it retries no other status). The transaction was rolled back.
             if type(exc).__name__ == "OperationalError" and "locked" in str(exc):
                 logger.warning("API %s %s: %s", request.method, request.path, exc)
-                return error(503, "the database is busy; retry the request")
+                return error(429, "the database is busy; retry the request")
             logger.exception("API error on %s %s", request.method, request.path)
             return error(500, "internal error")
 

@@ -440,7 +440,7 @@ def test_unknown_paths_and_methods_are_json(api, experiment_body):
         assert api.get("/v1/experiments", before=raw).status_code == 400
 
 
-def test_busy_database_is_503_not_500(api, experiment_body, monkeypatch):
+def test_busy_database_is_429_which_the_client_retries(api, experiment_body, monkeypatch):
     from django.db import OperationalError
 
     from sweeps.api import actions
@@ -452,7 +452,8 @@ def test_busy_database_is_503_not_500(api, experiment_body, monkeypatch):
 
     monkeypatch.setattr(actions, "do_create_suggestion", locked)
     r = api.post(f"/v1/experiments/{exp['id']}/suggestions")
-    assert r.status_code == 503 and r.json()["status"] == 503
+    assert r.status_code == 429 and r.json()["status"] == 429
+    assert r.headers["Retry-After"] == "1"
 
 
 def test_malformed_json_is_400(api):

@@ -78,6 +78,9 @@ EXPERIMENT_CASES = [
         [{"type": "convergence", "name": f"c{i}"} for i in range(4)],
         "training_monitor.early_stopping_criteria",
     ),
+    # Falsy but not a list: a mistake, not "no criteria".
+    ("training_monitor.early_stopping_criteria", 0, "training_monitor.early_stopping_criteria"),
+    ("training_monitor.early_stopping_criteria", {}, "training_monitor.early_stopping_criteria"),
     (
         "training_monitor.early_stopping_criteria",
         [{"type": "convergence", "name": "a"}, {"type": "early_ranking", "name": "a"}],

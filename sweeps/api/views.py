@@ -205,7 +205,8 @@ def experiments_list(request, user):
     qs = render.with_progress(
         Experiment.objects.for_user(user).filter(kind=Experiment.Kind.API)
     ).select_related("project")
-    return ok(render.paginate(qs, params, render.experiment))
+    # One query per listed experiment for its best observation (limit <= 1000).
+    return ok(render.paginate(qs, params, lambda e: render.experiment(e, _best_observation(e))))
 
 
 def experiment_fetch(request, user, experiment_id):

@@ -84,6 +84,18 @@ def test_fetch_list_update_delete_experiment(api, experiment_body):
         studies.load_study(study_name)
 
 
+def test_list_shows_the_best_observation_as_fetch_does(api, experiment_body):
+    exp = api.experiment(experiment_body)
+    for value in (0.7, 0.4):
+        s = api.post(f"/v1/experiments/{exp['id']}/suggestions").json()
+        api.post(
+            f"/v1/experiments/{exp['id']}/observations", {"suggestion": s["id"], "value": value}
+        )
+    fetched = api.get(f"/v1/experiments/{exp['id']}").json()["progress"]["best_observation"]
+    listed = api.get("/v1/experiments").json()["data"][0]["progress"]["best_observation"]
+    assert listed == fetched and listed["value"] == 0.4
+
+
 def test_update_rejects_other_fields(api, experiment_body):
     exp = api.experiment(experiment_body)
     r = api.put(f"/v1/experiments/{exp['id']}", {"metrics": []})

@@ -166,6 +166,8 @@ def do_update_api_experiment(experiment: Experiment, changes: dict[str, Any]) ->
         if "name" in changes:
             experiment.description = changes["name"]
             fields.append("description")
+        if "observation_budget" in changes:
+            fields += _follow_budget(experiment)
         experiment.save(update_fields=fields)
         _emit_experiment(experiment)
     return experiment
@@ -663,6 +665,22 @@ def do_create_observation(experiment: Experiment, data: dict[str, Any]) -> Trial
     return trial
 
 
+def _follow_budget(exp: Experiment) -> list[str]:
+    """Set a running/complete API experiment's state from its observation count and budget
+    (complete once the budget is reached; running again when the budget was raised). The
+    changed fields."""
+    budget = exp.spec.get("observation_budget")
+    if exp.state not in (RunState.RUNNING, RunState.COMPLETE):
+        return []  # cancelled on the dashboard: stays so
+    observed = Trial.objects.filter(experiment=exp, finished_at__isnull=False).count()
+    complete = bool(budget) and observed >= budget
+    if complete == (exp.state == RunState.COMPLETE):
+        return []
+    exp.state = RunState.COMPLETE if complete else RunState.RUNNING
+    exp.finished_at = timezone.now() if complete else None
+    return ["state", "finished_at"]
+
+
 def _update_experiment_after_observation(
     experiment: Experiment, trial: Trial, objective: str
 ) -> None:
@@ -674,13 +692,7 @@ def _update_experiment_after_observation(
     if improved:
         exp.best_value = trial.value
         fields.append("best_value")
-    budget = exp.spec.get("observation_budget")
-    if budget and exp.state == RunState.RUNNING:
-        observed = Trial.objects.filter(experiment=exp, finished_at__isnull=False).count()
-        if observed >= budget:
-            exp.state = RunState.COMPLETE
-            exp.finished_at = timezone.now()
-            fields += ["state", "finished_at"]
+    fields += _follow_budget(exp)
     if fields:
         exp.save(update_fields=fields)
         _emit_experiment(exp)

@@ -96,6 +96,27 @@ def test_list_shows_the_best_observation_as_fetch_does(api, experiment_body):
     assert listed == fetched and listed["value"] == 0.4
 
 
+def test_changing_the_budget_moves_the_experiment_between_running_and_complete(
+    api, experiment_body
+):
+    exp = api.experiment({**experiment_body, "observation_budget": 2})
+
+    def observe():
+        s = api.post(f"/v1/experiments/{exp['id']}/suggestions").json()
+        api.post(f"/v1/experiments/{exp['id']}/observations", {"suggestion": s["id"], "value": 1})
+
+    def state():
+        return Experiment.objects.get(pk=int(exp["id"])).state
+
+    observe()
+    observe()
+    assert state() == "complete"
+    api.put(f"/v1/experiments/{exp['id']}", {"observation_budget": 5})
+    assert state() == "running"  # more to come: the dashboard shows it running again
+    api.put(f"/v1/experiments/{exp['id']}", {"observation_budget": 1})
+    assert state() == "complete"
+
+
 def test_update_rejects_other_fields(api, experiment_body):
     exp = api.experiment(experiment_body)
     r = api.put(f"/v1/experiments/{exp['id']}", {"metrics": []})

@@ -94,7 +94,12 @@ def experiment_start(request: HttpRequest, slug: str) -> HttpResponse:
 def experiment_cancel(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     project = _get_project_for_user(request, slug)
     experiment = _get_experiment_for_user(request, project, number)
-    if experiment.state in ACTIVE_STATES:
+    if experiment.kind == Experiment.Kind.API:
+        # Cancelled trials would read as observations to the client that drives it.
+        messages.error(
+            request, f"{experiment.name} is driven by an API client: it ends there (or Delete)."
+        )
+    elif experiment.state in ACTIVE_STATES:
         do_cancel_experiment(experiment)
         messages.info(request, f"{experiment.name} cancelled.")
     return redirect(_next_url(request, experiment))

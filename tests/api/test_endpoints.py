@@ -520,3 +520,23 @@ def test_csrf_is_not_required(owner, token):
         HTTP_AUTHORIZATION=basic(token),
     )
     assert r.status_code == 201
+
+
+def test_dashboard_offers_no_cancel_for_an_api_experiment(api, experiment_body, client, owner):
+    """Cancelled trials would read as observations to the client driving the experiment."""
+    exp = api.experiment(experiment_body)
+    _, run = api.run(exp["id"])
+    api.checkpoint(run["id"], 0.5)
+    row = Experiment.objects.get(pk=int(exp["id"]))
+    client.force_login(owner)
+    page = client.get(f"/projects/{row.project.slug}/experiments/{row.number}/")
+    assert page.status_code == 200 and b"cancel-form" not in page.content
+    answer = client.post(
+        f"/projects/{row.project.slug}/experiments/{row.number}/cancel", follow=True
+    )
+    assert "driven by an API client" in answer.content.decode()
+    row.refresh_from_db()
+    assert row.state == "running"
+    obs = api.post(f"/v1/experiments/{exp['id']}/observations", {"training_run": run["id"]})
+    assert obs.status_code == 201
+    assert api.get(f"/v1/experiments/{exp['id']}").json()["progress"]["observation_count"] == 1

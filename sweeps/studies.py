@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -210,13 +211,30 @@ def ask(
 
     ``fixed_params`` enqueues those values first (a user-chosen suggestion).
     """
+    if not fixed_params:
+        return _retry(lambda: study.ask(dict(distributions)))
+    tag = uuid.uuid4().hex
+    for _attempt in range(5):
+        trial = _retry(lambda: _ask_enqueued(study, distributions, fixed_params, tag))
+        if trial.user_attrs.get(_FIXED_TAG) == tag:
+            return trial
+        # An ask in another process took our waiting trial (the study hands out the oldest
+        # one): this trial is not the one asked for. Drop it and enqueue again.
+        tell(study, trial.number, state=TrialState.FAIL)
+    raise RuntimeError(f"study {study.study_name}: fixed values kept going to other asks")
 
-    def _ask() -> optuna.Trial:
-        if fixed_params:
-            study.enqueue_trial(dict(fixed_params), skip_if_exists=False)
-        return study.ask(dict(distributions))
 
-    return _retry(_ask)
+_FIXED_TAG = "luminide_fixed_request"
+
+
+def _ask_enqueued(
+    study: optuna.Study,
+    distributions: Mapping[str, BaseDistribution],
+    fixed_params: Mapping[str, Any],
+    tag: str,
+) -> optuna.Trial:
+    study.enqueue_trial(dict(fixed_params), user_attrs={_FIXED_TAG: tag}, skip_if_exists=False)
+    return study.ask(dict(distributions))
 
 
 def tell(

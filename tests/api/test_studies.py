@@ -73,6 +73,27 @@ def test_ask_tell_roundtrip(settings, tmp_path):
     assert studies.delete_study("roundtrip") and not studies.delete_study("roundtrip")
 
 
+def test_fixed_values_taken_by_an_ask_in_another_process_are_enqueued_again(settings, tmp_path):
+    settings.LUMINIDE_OPTUNA_STORAGE = f"sqlite:///{tmp_path / 'o.sqlite3'}"
+    dists = {"x": FloatDistribution(0, 1)}
+    study = studies.create_study("fixed", ["minimize"], seed=1)
+    other = studies.load_study("fixed")  # another web process's handle
+    enqueue = study.enqueue_trial
+    taken = []
+
+    def enqueue_then_the_other_asks(*args, **kwargs):
+        enqueue(*args, **kwargs)
+        if not taken:  # the other process asks between our enqueue and our ask
+            taken.append(other.ask(dists))
+
+    study.enqueue_trial = enqueue_then_the_other_asks
+    fixed = studies.ask(study, dists, {"x": 0.25})
+    assert fixed.params == {"x": 0.25}
+    assert taken[0].params == {"x": 0.25}  # it got our values; we got them again
+    states = {t.number: t.state for t in studies.load_study("fixed").trials}
+    assert states[fixed.number] == TrialState.RUNNING
+
+
 @pytest.mark.django_db
 def test_same_sqlite_file_inside_a_transaction_fails_fast(settings):
     from django.db import connection

@@ -363,7 +363,10 @@ def _ingest(trial: Trial, tailer: HistoryTailer, logw: LogWriter, *, final: bool
         if chunk is None:
             return
         if tailer.restarted:
-            logw.note("warning: history.csv was rewritten from the start; reading it again")
+            logw.note(
+                "history.csv was rewritten with a new header or changed rows: reading the"
+                f" rows after the {tailer.data_lines} already stored"
+            )
             tailer.restarted = False
         try:
             result = actions.do_ingest_history(trial, chunk.text, line_offset=chunk.line_offset)

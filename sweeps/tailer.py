@@ -24,8 +24,14 @@ class HistoryTailer:
     """Reads the lines appended to a file since the last read, by byte offset.
 
     A last line without its newline is partly written: it stays in the file and is read
-    once complete (or by ``read(final=True)`` after the writer exited). A file that shrinks
-    (rewritten from the start) is read again from the beginning; ``restarted`` says so.
+    once complete (or by ``read(final=True)`` after the writer exited).
+
+    A file rewritten as a whole (pandas' ``DataFrame.to_csv`` after every few steps, the
+    usual logging idiom; a column such as ``epoch_val_loss`` may appear in a rewrite) is
+    taken as the rows already read plus new ones: the first ``data_lines`` rows of the new
+    file are skipped, and ``restarted`` says it happened. A rewrite is noticed when the
+    header or the last line read is no longer where it was. While the file is shorter than
+    what was read (truncated, not written back yet) nothing is read until the writer exits.
     """
 
     def __init__(self, path: str | os.PathLike[str], max_bytes: int = 64 * 1024 * 1024) -> None:
@@ -33,12 +39,25 @@ class HistoryTailer:
         self.max_bytes = max_bytes
         self.offset = 0  # bytes consumed (always at a line boundary)
         self.header: str | None = None
-        self.data_lines = 0
+        self.data_lines = 0  # data rows handed out
         self.restarted = False
+        self._header_raw = b""
+        self._last_line = b""  # the last line consumed, to recognise the file next time
+        self._skip = 0  # rows of a rewritten file that were handed out before
 
     @property
     def exists(self) -> bool:
         return self.header is not None or self.path.exists()
+
+    def _unchanged(self, fh, size: int) -> bool:
+        """The header and the last line read are still where they were."""
+        if size < self.offset:
+            return False
+        fh.seek(0)
+        if fh.read(len(self._header_raw)) != self._header_raw:
+            return False
+        fh.seek(self.offset - len(self._last_line))
+        return fh.read(len(self._last_line)) == self._last_line
 
     def read(self, *, final: bool = False) -> TailChunk | None:
         """The new complete lines, or None when there are none.
@@ -49,8 +68,10 @@ class HistoryTailer:
         try:
             with open(self.path, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
-                if size < self.offset:
-                    self.offset, self.header, self.data_lines = 0, None, 0
+                if self.offset and not self._unchanged(fh, size):
+                    if size < self.offset and not final:
+                        return None  # mid-rewrite: truncated, not written back yet
+                    self.offset, self.header, self._skip = 0, None, self.data_lines
                     self.restarted = True
                 if size == self.offset:
                     return None
@@ -67,15 +88,20 @@ class HistoryTailer:
             raw += b"\n"
         else:
             raw = raw[: end + 1]
-        consumed = len(raw)
-        if self.offset + consumed > size:  # the newline added for a final partial line
-            consumed = size - self.offset
+        consumed = min(len(raw), size - self.offset)  # not the newline added at the end
+        if self.header is None:
+            self._header_raw = raw[: raw.find(b"\n") + 1]
+        whole = raw[:consumed]
+        self._last_line = whole[whole.rfind(b"\n", 0, len(whole) - 1) + 1 :][-4096:]
         text = raw.decode("utf-8", errors="replace")
         if self.header is None:
             nl = text.find("\n")
             self.header = text[: nl + 1]
             text = text[nl + 1 :]
         self.offset += consumed
+        while self._skip and text:
+            text = text[text.find("\n") + 1 :]
+            self._skip -= 1
         n = text.count("\n")
         if n == 0:
             return None

@@ -129,6 +129,31 @@ def test_malformed_rows_are_skipped_with_a_warning_in_the_log(owner):
     assert "line 4: expected 6 fields" in log
 
 
+PANDAS_REWRITES = """
+import time
+import pandas as pd
+rows = []
+for e in range(3):
+    for it in range(100):
+        rows.append({"epoch": e, "iter": it, "train_loss": 1.0 / (1 + e), "val_loss": None})
+        if it % 25 == 24:
+            pd.DataFrame(rows).to_csv("history.csv")  # the whole file, every 25 steps
+            time.sleep(0.3)
+    rows.append({"epoch": e, "iter": -1, "epoch_val_loss": 0.8 / (1 + e)})  # a new column
+    pd.DataFrame(rows).to_csv("history.csv")
+    time.sleep(0.3)
+"""
+
+
+def test_history_rewritten_by_pandas_every_few_steps_is_stored_once(owner):
+    experiment, trial, state = _run(_project(owner, **{"train.py": PANDAS_REWRITES}))
+    assert state == RunState.COMPLETE
+    assert trial.rows_stored == 303  # not the rows of every rewrite again
+    assert trial.epochs_done == 3 and trial.best_val_loss == pytest.approx(0.8 / 3)
+    log = (experiment.output_dir / "log.txt").read_text()
+    assert "skipped a malformed row" not in log
+
+
 def test_fast_training_runs_fast_sh(owner):
     project = _project(owner, **{"fast.sh": "echo FAST; python ../code/train.py\n"})
     experiment, _trial, state = _run(project, kind=Experiment.Kind.FAST_TRAIN)

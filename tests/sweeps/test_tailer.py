@@ -67,15 +67,43 @@ def test_final_read_takes_the_unterminated_last_line(tmp_path):
     assert tailer.read(final=True) is None
 
 
-def test_rewritten_file_is_read_again(tmp_path):
+def test_a_file_rewritten_as_a_whole_gives_only_its_new_rows(tmp_path):
+    """pandas' to_csv every few steps: truncate, then write every row again plus new ones."""
+    path = tmp_path / "history.csv"
+    rows = ["0,0,32,2.3,,\n", "1,0,64,2.1,,\n"]
+    path.write_text(HEADER + "".join(rows))
+    tailer = HistoryTailer(path)
+    tailer.read()
+    path.write_text("")  # caught between the truncation and the write
+    assert tailer.read() is None
+    path.write_text(HEADER + "".join(rows) + "2,0,96,2.0,,\n")
+    chunk = tailer.read()
+    assert chunk.text == HEADER + "2,0,96,2.0,,\n" and chunk.line_offset == 2
+    assert tailer.read() is None
+
+
+def test_a_rewrite_that_adds_a_column_is_read_with_the_new_header(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text(",epoch,iter,train_loss,val_loss\n0,0,0,2.3,\n1,0,1,2.1,\n")
+    tailer = HistoryTailer(path)
+    tailer.read()
+    new_header = ",epoch,iter,train_loss,val_loss,epoch_val_loss\n"
+    path.write_text(new_header + "0,0,0,2.3,,\n1,0,1,2.1,,\n2,0,-1,,,1.9\n3,1,0,1.8,,\n")
+    chunk = tailer.read()
+    assert tailer.restarted
+    assert chunk.text == new_header + "2,0,-1,,,1.9\n3,1,0,1.8,,\n"
+    assert chunk.line_offset == 2  # file lines 4-5: warnings keep their line numbers
+
+
+def test_a_file_left_shorter_is_read_from_the_start_once_the_writer_exits(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text(HEADER + "0,0,32,2.3,,\n1,0,64,2.1,,\n")
     tailer = HistoryTailer(path)
     tailer.read()
     path.write_text(HEADER + "0,0,32,9.9,,\n")
-    chunk = tailer.read()
+    assert tailer.read() is None and not tailer.restarted  # maybe still being written
+    assert tailer.read(final=True) is None  # its one row was read before
     assert tailer.restarted
-    assert chunk.text == HEADER + "0,0,32,9.9,,\n"
 
 
 def test_malformed_rows_get_file_line_numbers(tmp_path):

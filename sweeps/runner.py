@@ -226,6 +226,23 @@ def stop_process_group(proc: subprocess.Popen, grace: float = STOP_GRACE_SECONDS
             continue
 
 
+def end_leftovers(proc: subprocess.Popen, grace: float = 2.0) -> None:
+    """The script exited: stop what it left running in its process group (a data loader,
+    TensorBoard, a stray ``&``), which would hold on to the GPU the next trial needs."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return  # the group is empty
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.05)
+
+
 _interrupted = threading.Event()
 
 
@@ -324,6 +341,7 @@ def _run_process(trial: Trial, run_dir: Path, logw: LogWriter) -> None:
         while True:
             exited = proc.poll() is not None
             if exited:
+                end_leftovers(proc)  # before the pumps: a leftover may hold the pipes open
                 for t in pumps:
                     t.join(timeout=5)
             _ingest(trial, tailer, logw, final=exited)

@@ -154,6 +154,17 @@ def test_history_rewritten_by_pandas_every_few_steps_is_stored_once(owner):
     assert "skipped a malformed row" not in log
 
 
+def test_processes_left_running_by_the_script_are_stopped_when_it_exits(owner):
+    train = TRAIN_OK + (
+        "import subprocess\n"
+        "open('leftover.pid', 'w').write(str(subprocess.Popen(['sleep', '1000']).pid))\n"
+    )
+    experiment, _trial, state = _run(_project(owner, **{"train.py": train}))
+    assert state == RunState.COMPLETE
+    pid = int((experiment.output_dir / "leftover.pid").read_text())
+    assert not process_alive(pid)
+
+
 def test_fast_training_runs_fast_sh(owner):
     project = _project(owner, **{"fast.sh": "echo FAST; python ../code/train.py\n"})
     experiment, _trial, state = _run(project, kind=Experiment.Kind.FAST_TRAIN)

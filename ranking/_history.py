@@ -113,7 +113,8 @@ def read_history(
     if end < 0:
         raise ValueError(f"{name}: empty file or incomplete header line (no newline)")
     header_end = raw.find(b"\n")
-    header = [h.strip() for h in raw[:header_end].decode("utf-8").rstrip("\r").split(",")]
+    # utf-8-sig: Excel and PowerShell start a UTF-8 file with a byte-order mark.
+    header = [h.strip() for h in raw[:header_end].decode("utf-8-sig").rstrip("\r").split(",")]
     if not any(h for h in header):
         raise ValueError(f"{name} line 1: empty header")
     _check_header(name, header)

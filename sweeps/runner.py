@@ -65,6 +65,7 @@ class LogWriter:
         self._pending: list[str] = []
         self._pending_offset = self._fh.tell()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self.history_error: str | None = None  # why history.csv could not be stored, last
 
     def write(self, line: str, *, stderr: bool = False) -> None:
         line = line.rstrip("\r\n")
@@ -392,6 +393,7 @@ def _ingest(trial: Trial, tailer: HistoryTailer, logw: LogWriter, *, final: bool
             return  # deleted meanwhile; the loop notices and stops the process
         except ValueError as exc:
             logw.note(f"warning: history.csv not stored: {exc}")
+            logw.history_error = str(exc)
             continue
         for warning in result.warnings:
             logw.note(f"warning: skipped a malformed row: {warning}")
@@ -421,6 +423,12 @@ def _finish(
         reason = (
             "the script finished without writing history.csv (train.py must append it in "
             "the run folder)"
+        )
+        state = RunState.FAILED
+    elif rc == 0 and not Trial.objects.filter(pk=trial.pk, rows_stored__gt=0).exists():
+        # Exit code 0 but nothing could be read: not a success the tracking list can show.
+        reason = "history.csv: no row could be stored" + (
+            f": {logw.history_error}" if logw.history_error else " (see the warnings in the log)"
         )
         state = RunState.FAILED
     elif rc == 0:

@@ -115,6 +115,25 @@ def test_script_that_never_writes_history_fails(owner):
     assert "without writing history.csv" in trial.failure_reason
 
 
+def _writes(text: str) -> str:
+    return f"open('history.csv', 'w', encoding='utf-8').write({text!r})\n"
+
+
+def test_a_history_with_no_usable_row_fails_with_the_reason(owner):
+    _experiment, trial, state = _run(
+        _project(owner, **{"train.py": _writes("step,train_loss,val_loss\n1,0.9,\n")})
+    )
+    assert state == RunState.FAILED  # exit code 0, but nothing to show or rank
+    assert trial.failure_reason.startswith("history.csv: no row could be stored: ")
+    assert "epoch" in trial.failure_reason  # the header error says what is missing
+
+
+def test_a_history_starting_with_a_byte_order_mark_is_read(owner):
+    text = "\ufeffindex,epoch,sample_count,train_loss,val_loss,epoch_val_loss\n0,0,10,1.0,,0.8\n"
+    _experiment, trial, state = _run(_project(owner, **{"train.py": _writes(text)}))
+    assert state == RunState.COMPLETE and trial.rows_stored == 1
+
+
 def test_malformed_rows_are_skipped_with_a_warning_in_the_log(owner):
     train = (
         "with open('history.csv', 'w') as fh:\n"

@@ -434,7 +434,8 @@ def chart_series(
     # but a row with nothing at all in it is only written by a diverging script).
     diverged_nan = body & losses_blank & np.isnan(rows.epoch_val_loss)
 
-    t_mask = body & ~np.isnan(rows.train_loss)
+    # End rows too: in a file with one row per epoch they are the only train losses.
+    t_mask = ~np.isnan(rows.train_loss)
     v_mask = ~np.isnan(rows.val_loss)
     ev_mask = ~np.isnan(rows.epoch_val_loss)
     tx, ty = x[t_mask], rows.train_loss[t_mask]
@@ -605,13 +606,14 @@ def epoch_summaries(rows: HistoryArrays, epochs: Iterable[int]) -> dict[int, tup
         {
             "epoch": rows.epoch[sel],
             "train": np.where(end, np.nan, rows.train_loss[sel]),
+            "end_train": np.where(end, rows.train_loss[sel], np.nan),
             "val": rows.val_loss[sel],
             "epoch_val": np.where(end, rows.epoch_val_loss[sel], np.nan),
         }
     )
     grouped = df.groupby("epoch", sort=True)
     train, val, epoch_val = (
-        grouped["train"].mean(),
+        grouped["train"].mean().fillna(grouped["end_train"].mean()),
         grouped["val"].mean(),
         grouped["epoch_val"].last(),
     )
@@ -642,6 +644,8 @@ def _epoch_summaries_sorted(
             return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
     train = means(np.where(end, np.nan, rows.train_loss))
+    # An epoch known only by its end row (one row per epoch): that row's train loss.
+    train = np.where(np.isnan(train), means(np.where(end, rows.train_loss, np.nan)), train)
     val = means(rows.val_loss)
     ev_values = np.where(end, rows.epoch_val_loss, np.nan)
     has_ev = ~np.isnan(ev_values)

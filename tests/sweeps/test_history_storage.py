@@ -17,6 +17,7 @@ from sweeps.history import (
     decode_chunk,
     ema,
     encode_chunk,
+    epoch_summaries,
     fractional_epoch,
     history_payload,
     log_payload,
@@ -108,6 +109,14 @@ def test_chart_series_marks_nonfinite_values():
     kinds = {(d["series"], d["value"]) for d in data["nonfinite"]}
     assert kinds == {("train", "inf"), ("train", "nan"), ("epoch_val", "inf")}
     json.dumps(data, allow_nan=False)
+
+
+def test_a_file_with_one_row_per_epoch_keeps_its_train_loss():
+    rows = _rows("epoch,train_loss,val_loss\n0,1.0,0.9\n1,0.8,0.7\n")
+    assert chart_series(rows)["series"]["train"]["y"] == [1.0, 0.8]
+    assert epoch_summaries(rows, [0, 1]) == {0: (1.0, 0.9), 1: (0.8, 0.7)}
+    shuffled = _rows("epoch,train_loss,val_loss\n1,0.8,0.7\n0,1.0,0.9\n")  # pandas path
+    assert epoch_summaries(shuffled, [0, 1]) == {0: (1.0, 0.9), 1: (0.8, 0.7)}
 
 
 @pytest.mark.django_db

@@ -367,14 +367,15 @@ def restartable_redis(settings):
 
     start()
     settings.REDIS_URL = f"unix://{sock}"
-    saved_broker = app.conf.broker_url
+    # Set aside, not closed: kombu's global producer pools keep using the session's pool.
+    saved = app.conf.broker_url, app._pool, app.amqp._producer_pool
     app.conf.broker_url = celery_broker_url(settings.REDIS_URL)
-    _reset_celery_pools(app)
+    app._pool = app.amqp._producer_pool = None
     yield SimpleNamespace(
         start=start, stop=stop, client=lambda: redis.Redis(unix_socket_path=str(sock))
     )
-    app.conf.broker_url = saved_broker
-    _reset_celery_pools(app)
+    _reset_celery_pools(app)  # closes this test's connections
+    app.conf.broker_url, app._pool, app.amqp._producer_pool = saved
     if procs[-1].poll() is None:
         stop()
 

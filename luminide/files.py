@@ -67,14 +67,17 @@ def resolve_inside(root: Path, rel: str, *, must_exist: bool = True) -> Path:
         raise UnsafePath("'..' is not allowed in paths")
     root = root.resolve()
     current = root
-    for part in parts:
-        current = current / part
-        if current.is_symlink():
-            raise UnsafePath("symlinks are not followed")
-    if not current.resolve().is_relative_to(root):
-        raise UnsafePath("path is outside the folder")
-    if must_exist and not current.exists():
-        raise UnsafePath("no such file")
+    try:
+        for part in parts:
+            current = current / part
+            if current.is_symlink():
+                raise UnsafePath("symlinks are not followed")
+        if not current.resolve().is_relative_to(root):
+            raise UnsafePath("path is outside the folder")
+        if must_exist and not current.exists():
+            raise UnsafePath("no such file")
+    except OSError as exc:  # a name over the file system's limit (ENAMETOOLONG), ...
+        raise UnsafePath(exc.strerror or "invalid path") from None
     return current
 
 

@@ -87,6 +87,9 @@ def project_list(request: HttpRequest) -> HttpResponse:
             )
         elif Project.objects.filter(slug=form["slug"]).exists():
             errors["slug"] = "A project with this slug already exists."
+        name_limit = Project._meta.get_field("name").max_length
+        if len(form["name"]) > name_limit:
+            errors["name"] = f"At most {name_limit} characters (this one has {len(form['name'])})."
         if form["template"] not in {t["name"] for t in templates}:
             errors["template"] = "Choose one of the code templates."
         if not errors:
@@ -169,9 +172,10 @@ def file_save(request: HttpRequest, slug: str) -> JsonResponse:
         content = body["content"]
         if not isinstance(content, str):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
-        return JsonResponse({"error": "expected JSON {path, content}"}, status=400)
-    if len(content.encode("utf-8")) > files.MAX_EDIT_BYTES:
+        size = len(content.encode("utf-8"))  # a lone surrogate ("\ud800") cannot be saved
+    except (ValueError, KeyError, TypeError):  # UnicodeEncodeError is a ValueError
+        return JsonResponse({"error": "expected JSON {path, content} of UTF-8 text"}, status=400)
+    if size > files.MAX_EDIT_BYTES:
         return JsonResponse({"error": "file is too large for the editor"}, status=400)
     try:
         path = files.resolve_inside(project.code_dir, rel, must_exist=False)

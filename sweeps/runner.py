@@ -171,6 +171,8 @@ def check_code(trial: Trial, run_dir: Path) -> Path:
         raise TrialSetupError("code/config.yaml not found: add the hyperparameters file")
     try:
         yaml.safe_load(config.read_text())
+    except UnicodeDecodeError:
+        raise TrialSetupError("config.yaml: not UTF-8 text (save it as UTF-8)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

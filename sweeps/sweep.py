@@ -439,9 +439,11 @@ def do_resume_sweep(experiment: Experiment, *, add_trials: int = 0) -> Experimen
     """
     if not experiment.is_sweep:
         raise SweepError(f"{experiment}: only sweeps can be resumed")
-    spec = {**experiment.spec, "n_trials": experiment.spec["n_trials"] + add_trials}
-    _check_counts(spec["n_trials"], spec["parallel"])
     with transaction.atomic():
+        # Re-read under the lock: two quick "Add trials" must both count.
+        current = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        spec = {**current.spec, "n_trials": current.spec["n_trials"] + add_trials}
+        _check_counts(spec["n_trials"], spec["parallel"])
         Experiment.objects.filter(pk=experiment.pk).update(
             spec=spec, state=RunState.RUNNING, finished_at=None, failure_reason=""
         )

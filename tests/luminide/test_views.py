@@ -128,6 +128,12 @@ def test_create_project_rejects_bad_slug_and_template(client, owner, project):
     assert "already exists" in taken.content.decode()
     unknown = c.post(reverse("project_list"), {"slug": "fresh", "template": "nope"})
     assert unknown.status_code == 400
+    long_name = c.post(
+        reverse("project_list"),
+        {"slug": "fresh", "name": "n" * 201, "template": "image-classification"},
+    )
+    assert long_name.status_code == 400
+    assert "At most 200 characters (this one has 201)" in long_name.content.decode()
     assert not Project.objects.filter(slug="fresh").exists()
 
 
@@ -240,6 +246,14 @@ def test_save_rejects_malformed_body(client, owner, project):
     )
     assert save(c, project, "pkg", "folder").status_code == 400
     assert save(c, project, "train.py/inside.txt", "x").status_code == 400
+    # A name longer than the file system allows, and text JSON can hold but UTF-8 cannot.
+    too_long = save(c, project, "a" * 300 + ".py", "x")
+    assert too_long.status_code == 400 and "too long" in too_long.json()["error"]
+    lone_surrogate = c.post(
+        url, data='{"path": "notes.txt", "content": "\\ud800"}', content_type="application/json"
+    )
+    assert lone_surrogate.status_code == 400 and "UTF-8" in lone_surrogate.json()["error"]
+    assert not (project.code_dir / "notes.txt").exists()
     assert (project.code_dir / "train.py").read_text() == "print('hi')\n"
 
 

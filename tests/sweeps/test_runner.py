@@ -109,6 +109,14 @@ def test_missing_or_invalid_files_fail_clearly(owner, files, message):
     assert message in (experiment.output_dir / "log.txt").read_text()
 
 
+def test_a_config_saved_in_latin_1_fails_clearly(owner):
+    project = _project(owner)
+    (project.code_dir / "config.yaml").write_bytes("lr: 0.1  # café\n".encode("latin-1"))
+    _experiment, trial, state = _run(project)
+    assert state == RunState.FAILED
+    assert trial.failure_reason == "config.yaml: not UTF-8 text (save it as UTF-8)"
+
+
 def test_script_that_never_writes_history_fails(owner):
     _experiment, trial, state = _run(_project(owner, **{"train.py": "print('no history')\n"}))
     assert state == RunState.FAILED

@@ -395,3 +395,13 @@ def test_a_worker_re_drives_queued_work_when_redis_restarted(project, restartabl
     assert restartable_redis.client().llen("gpu") == 0  # the embedded Redis kept nothing
     assert reconcile_after_redis_restart(run_id) != run_id
     assert restartable_redis.client().llen("gpu") == 2  # both are queued again
+
+
+@pytest.mark.django_db
+def test_two_quick_add_trials_both_count(project):
+    exp = do_start_sweep(project, None, n_trials=2, parallel=1, seed=0)
+    page_a, page_b = Experiment.objects.get(pk=exp.pk), Experiment.objects.get(pk=exp.pk)
+    do_resume_sweep(page_a, add_trials=3)
+    do_resume_sweep(page_b, add_trials=3)  # loaded before the first add was stored
+    exp.refresh_from_db()
+    assert exp.spec["n_trials"] == 8

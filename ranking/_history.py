@@ -13,6 +13,7 @@ the result fails) a slow line-by-line pass runs to name the offending line and c
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from collections.abc import Sequence
@@ -122,6 +123,10 @@ def read_history(
     body = memoryview(raw)[header_end + 1 : end + 1]  # a partly written last line is left out
 
     columns = _fast_parse(body, header, step_cols) if len(body) else None
+    if columns is None and len(body) and raw.find(b'"', header_end + 1, end + 1) >= 0:
+        # pandas quotes an extra column holding a comma, e.g. '"(0.9, 0.999)"'. Quote
+        # parsing is slower, so it is tried only when the plain parse failed.
+        columns = _fast_parse(body, header, step_cols, quoted=True)
     warnings: list[str] = []
     if columns is None:
         text = str(body, "utf-8")
@@ -150,7 +155,7 @@ def _check_header(name: str, header: Sequence[str]) -> None:
 
 
 def _fast_parse(
-    body: memoryview, header: list[str], step_cols: list[str]
+    body: memoryview, header: list[str], step_cols: list[str], quoted: bool = False
 ) -> dict[str, np.ndarray] | None:
     """Parse with pyarrow's CSV reader (all cores) into float64 columns; return None when
     anything looks wrong.
@@ -167,9 +172,9 @@ def _fast_parse(
         table = pa_csv.read_csv(
             pa.BufferReader(pa.py_buffer(body)),
             read_options=pa_csv.ReadOptions(column_names=names),
-            # No quoting, as on the slow path: a quote is a character, so '"1,0"' is two
-            # fields and '"1"' is not a number.
-            parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=False),
+            parse_options=pa_csv.ParseOptions(
+                quote_char='"' if quoted else False, ignore_empty_lines=False
+            ),
             convert_options=pa_csv.ConvertOptions(
                 include_columns=wanted,  # the index and unknown columns are not converted
                 column_types=dict.fromkeys(wanted, pa.float64()),
@@ -205,7 +210,7 @@ def _slow_parse(
         lineno = k + 2 + line_offset
         line = raw.rstrip("\r")
         msg = None
-        cells = line.split(",")
+        cells = next(csv.reader([line])) if '"' in line else line.split(",")
         parsed: dict[str, float] = {}
         if not line.strip():
             continue  # blank lines carry nothing; pandas skips them too

@@ -142,6 +142,9 @@ FAST_CASES = [
     L3 + "0,0,32,inf,-inf,\n1,0,64,nan,NaN,\n2,0,64,NA,null,1e-3\n3,1,5,None,N/A,-nan\n",
     L3.replace("\n", ",note\n") + "0,0,3,1,,,x\n1,0,6,2,,,y\n",
     L3 + "0,0,32,1.0,,\n1,0,6",  # partial last line
+    # Quoted fields, as pandas writes an extra column holding a comma; a quoted number.
+    L3.replace("\n", ",betas\n") + '0,0,32,1,,,"(0.9, 0.999)"\n1,0,64,2,,,"(0.9, 0.999)"\n',
+    L3 + '0,0,32,"1",,\n',
 ]
 SLOW_CASES = [
     L3 + "0,0,32,1.0,,\n1,0,64\n",  # short line
@@ -150,9 +153,7 @@ SLOW_CASES = [
     L3 + "0,0,32,abc,,\n",  # text in a number column
     L3 + "0,0.5,32,1,,\n",  # non-integer epoch
     L3 + "0,0,1e30,1,,\n",  # a step beyond the exact integers of float64
-    # No quoting on either path: a quoted comma is two fields, a quoted number is text.
-    L3 + '"0,0",0,32,1,,\n1,0,64,1,\n',
-    L3 + '0,0,32,"1",,\n',
+    L3 + '"0,0",0,32,1,,\n1,0,64,1,\n',  # a quoted comma is in one field; line 3 is short
     L3 + "0,0,32,1,,,x\n1,0,64,1,\n",  # an extra field on the first line (pandas: an index)
 ]
 
@@ -164,8 +165,8 @@ def _parse(text: str, monkeypatch: pytest.MonkeyPatch, fast: bool) -> tuple[pd.D
     real = _history._fast_parse
     used = []
 
-    def spy(*args: Any) -> Any:
-        df = real(*args) if fast else None
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        df = real(*args, **kwargs) if fast else None
         used.append(df is not None)
         return df
 

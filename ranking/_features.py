@@ -282,11 +282,17 @@ def _batch(
     has_ev = c > 0
     n_use = n_ep.copy()
     n_use[has_ev] = ge[eg[last[has_ev]]] + 1
-    # An epoch-end row written after the last finite full validation value: NaN, diverged.
+    # An epoch-end row written after the last finite full validation value: NaN, diverged,
+    # unless the epoch's last train loss is still there (a blank cell is a missing value:
+    # validation every few epochs leaves them). Few histories get here: a loop is cheap.
     er = end.nonzero()[0]
     c, _, last = _segments(hid[er], n)
     late = has_ev & (c > 0)
     late[late] = ge[gid[er[last[late]]]] >= n_use[late]
+    for h in late.nonzero()[0]:
+        rows = np.flatnonzero(gid == gid[er[last[h]]])
+        body = rows[~end[rows]]
+        late[h] = np.isnan(train[(body if len(body) else rows)[-1]])
     use = ge < n_use[ghid]
     v_ep = np.where(ev_cnt > 0, ev_mean, vm_mean)
     fin = use & ~np.isnan(v_ep)

@@ -146,15 +146,24 @@ def test_edge_cases() -> None:
     assert features(epoch_level([2.0, -math.inf])) == (None, math.inf, True)
     assert features(epoch_level([NAN, NAN])) == (None, math.inf, True)
     assert features(epoch_level([-2.0, -1.0])) == (None, -2.0, False)
-    # Epochs after the last epoch_val_loss are still running; an epoch-end row there
-    # without a value means the run diverged.
+    # Epochs after the last epoch_val_loss are still running. An epoch-end row there without
+    # a value is a blank (validation every few epochs) while the train loss goes on, and a
+    # divergence when the train loss went missing too (NaN reads like a blank cell).
     p = layout2(5, 3)
     keep = ~(p.end & (p.epoch == 4))
     x, _, _ = features(prefix(*(a[keep] for a in vars(p).values())))
     assert x is not None and x[F["n_epochs"]] == 4
     ev = p.epoch_val.copy()
     ev[-1] = NAN
-    assert features(prefix(p.epoch, p.end, p.train, p.val, ev))[2]
+    x, _, diverged = features(prefix(p.epoch, p.end, p.train, p.val, ev))
+    assert not diverged and x is not None and x[F["n_epochs"]] == 4
+    train = p.train.copy()
+    train[~p.end & (p.epoch == 4)] = NAN
+    assert features(prefix(p.epoch, p.end, train, p.val, ev))[2]
+    every_other = epoch_level([1.9, NAN, 1.5, NAN], train=[2.0, 1.8, 1.6, 1.5])
+    x, best, diverged = features(every_other)
+    assert not diverged and best == 1.5
+    assert features(epoch_level([1.9, NAN, 1.5, NAN], train=[2.0, 1.8, 1.6, NAN]))[2]
     # File order does not matter to epoch-level files (one row per epoch).
     q = epoch_level([3.0, 2.0, 2.5, 1.0], [2.9, 1.9, 2.4, 0.9])
     order = np.array([2, 0, 3, 1])

@@ -17,7 +17,11 @@ def _score(args: argparse.Namespace) -> int:
     from ranking._history import read_history
     from ranking._ranker import EarlyRanker
 
-    ranker = EarlyRanker.load(args.model)
+    try:
+        ranker = EarlyRanker.load(args.model)
+    except (OSError, ValueError) as e:
+        print(f"error\t--model: {e}", file=sys.stderr)
+        return 2
     status = 0
     results = []
     for path in args.files:
@@ -151,6 +155,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     from ranking._corpus import CORPUS_DIR, WORK_DIR
+    from ranking._dataset import VIEWS
 
     p = argparse.ArgumentParser(prog="python -m ranking", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -196,7 +201,9 @@ def make_parser() -> argparse.ArgumentParser:
                 choices=["default", "both", "regression", "huber", "quantile", "lambdarank"],
                 help="'default' = the shipped model's settings; 'both' adds lambdarank",
             )
-            t.add_argument("--view", default="full", help="history view of held-out runs")
+            t.add_argument(
+                "--view", default="full", choices=VIEWS, help="history view of held-out runs"
+            )
             t.add_argument("--draws", type=int, default=2000, help="simulated sweeps")
             t.add_argument(
                 "--fractions", type=float, nargs="+", default=[0.05, 0.06, 0.10, 0.20, 0.33]

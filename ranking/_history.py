@@ -62,7 +62,14 @@ def _read_bytes(source: str | os.PathLike[str] | IO[str] | IO[bytes]) -> bytes:
             f"read_history expects a path or a text buffer, got {type(source).__name__}"
         )
     if not raw.isascii():
-        raw.decode("utf-8")  # as strict as reading in text mode
+        try:
+            raw.decode("utf-8")  # as strict as reading in text mode
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise ValueError(
+                f"{_source_name(source)} line {line}: not UTF-8 text (byte "
+                f"{raw[exc.start]:#04x}); save it as UTF-8"
+            ) from None
     return raw
 
 

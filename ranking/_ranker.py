@@ -330,8 +330,10 @@ class EarlyRanker:
         """Scores of many histories at once (a 1-D array, same order); see :meth:`score`."""
         self._check_fitted()
         n = len(histories)
-        if total_epochs is None or isinstance(total_epochs, int | float):
-            tot: Sequence[float | None] = [total_epochs] * n
+        if total_epochs is None or isinstance(total_epochs, int | float | np.number):
+            tot: Sequence[float | None] = [
+                None if total_epochs is None else float(total_epochs)
+            ] * n
         else:
             tot = total_epochs
             if len(tot) != n:

@@ -140,7 +140,7 @@ class EarlyRankingPruner(BasePruner):
         self._margin = float(margin)
         self._top_k = top_k
         self._total_steps = total_steps
-        self._cache: dict[tuple[int, int], float] = {}
+        self._cache: dict[tuple[Any, ...], float] = {}
 
     @property
     def ranker(self) -> EarlyRanker:
@@ -172,20 +172,21 @@ class EarlyRankingPruner(BasePruner):
         ]
         if len(completed) < max(1, self._n_startup_trials):
             return False
-        prediction = self._score(trial, step)
+        prediction = self._score(study, trial, step)
         if math.isinf(prediction):
             return True
         # Compare like with like: the completed trials' predictions from their values up to
         # the same step (the model's bias at a given step then cancels out), as MedianPruner
         # compares intermediate values at the same step.
-        others = sorted(self._score(t, step) for t in completed)
+        others = sorted(self._score(study, t, step) for t in completed)
         reference = others[min(self._top_k, len(others)) - 1]
         if math.isinf(reference):
             return False
         return bool(prediction > reference + self._margin * abs(reference))
 
-    def _score(self, trial: FrozenTrial, step: int) -> float:
-        key = (trial.number, step)
+    def _score(self, study: optuna.study.Study, trial: FrozenTrial, step: int) -> float:
+        # Trial numbers start again in every study: one pruner may serve several studies.
+        key = (study.study_name, trial.number, trial.datetime_start, step)
         cached = self._cache.get(key)
         if cached is None:
             values = {s: v for s, v in trial.intermediate_values.items() if s <= step}

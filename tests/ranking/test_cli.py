@@ -34,6 +34,17 @@ def test_score_json_and_errors(
     assert "bad.csv line 2, column val_loss" in out[2]["error"]
 
 
+def test_score_names_a_missing_model_and_a_file_that_is_not_utf8(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "history.csv"
+    f.write_bytes("epoch,val_loss,note\n0,0.5,café\n".encode("latin-1"))
+    assert main(["score", str(f), "--model", model]) == 1
+    assert "history.csv line 2: not UTF-8 text (byte 0xe9)" in capsys.readouterr().err
+    assert main(["score", str(f), "--model", str(tmp_path / "nothing")]) == 2
+    assert "--model: " in capsys.readouterr().err
+
+
 def test_score_text(model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "history.csv"
     f.write_text(",epoch,iter,train_loss,val_loss\n0,0,0,2.3,\n1,0,1,2.1,2.2\n")

@@ -60,6 +60,21 @@ def test_guards_and_pruning(fitted_ranker: EarlyRanker) -> None:
     assert predicted_final_value(t, ranker=fitted_ranker) > study.best_value
 
 
+def test_one_pruner_serves_several_studies(fitted_ranker: EarlyRanker) -> None:
+    """Trial numbers start again in each study: scores must not carry over."""
+    good = [1.0 * (e + 1) ** -0.5 for e in range(10)]
+    bad = [3.0 * (e + 1) ** -0.05 for e in range(10)]
+    pruner = EarlyRankingPruner(ranker=fitted_ranker, n_startup_trials=2, n_warmup_steps=3)
+    pruned: list[int] = []
+    first = optuna.create_study(pruner=pruner)
+    first.optimize(_curve_objective([good, good, bad], pruned), n_trials=3)
+    assert pruned == [2]
+    pruned.clear()
+    second = optuna.create_study(pruner=pruner)  # the same pruner object, reused
+    second.optimize(_curve_objective([bad, bad, good], pruned), n_trials=3)
+    assert pruned == []  # trial 2 is the good curve here
+
+
 def test_maximize_is_rejected(fitted_ranker: EarlyRanker) -> None:
     study = optuna.create_study(
         direction="maximize", pruner=EarlyRankingPruner(ranker=fitted_ranker, n_startup_trials=0)

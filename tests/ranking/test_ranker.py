@@ -125,6 +125,10 @@ class RankerContract:
         assert math.isfinite(ranker.score(history, total_epochs=50))
         many = ranker.score_many([history, history], total_epochs=[50, None])
         assert np.isfinite(many).all()
+        # df["epoch"].max() + 1 is how one passes it: a numpy integer.
+        assert ranker.score(history, total_epochs=np.int64(50)) == ranker.score(
+            history, total_epochs=50
+        )
 
     def test_reads_every_layout(self, ranker: EarlyRanker) -> None:
         texts = [

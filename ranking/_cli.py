@@ -64,7 +64,11 @@ def _train(args: argparse.Namespace) -> int:
     from ranking._ranker import EarlyRanker
     from ranking._train import load_runs, quick_report, train_model
 
-    runs = load_runs(args.corpus, args.work, args.add_runs)
+    try:
+        runs = load_runs(args.corpus, args.work, args.add_runs, args.min_epochs)
+    except ValueError as e:  # an --add-runs folder that is not there or holds no run
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"{len(runs)} runs ({sum(r.task.startswith('user:') for r in runs)} from --add-runs)")
     try:
         before: EarlyRanker | None = EarlyRanker.load(args.out)
@@ -87,7 +91,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ranking._train import DEFAULT_PARAMS, load_runs
 
     t0 = time.time()
-    runs = load_runs(args.corpus, args.work, args.add_runs)
+    try:
+        runs = load_runs(args.corpus, args.work, args.add_runs, args.min_epochs)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rows = make_rows(runs)
     print(f"{len(runs)} runs, {len(rows.X)} training rows ({time.time() - t0:.0f}s)")
     default_obj = str(DEFAULT_PARAMS["objective"])
@@ -187,6 +195,12 @@ def make_parser() -> argparse.ArgumentParser:
             default=[],
             metavar="DIR",
             help="folders searched for completed runs' history.csv",
+        )
+        t.add_argument(
+            "--min-epochs",
+            type=int,
+            default=10,
+            help="--add-runs: leave out shorter runs (fast runs, Fast Sweep trials)",
         )
         if name == "train":
             from ranking._ranker import DEFAULT_MODEL

@@ -182,42 +182,79 @@ def corpus_runs(histories: dict[int, pd.DataFrame], manifest: pd.DataFrame) -> l
     return out
 
 
-def user_runs(dirs: Sequence[str]) -> list[RunData]:
+def user_runs(dirs: Sequence[str], min_epochs: int = 10) -> list[RunData]:
     """Completed runs from users' folders (every ``history.csv`` below each folder).
 
     A user run's full length is the number of epochs it logged, and its task is its
-    project folder (runs side by side in one folder are comparable).
+    project folder (runs side by side in one folder are comparable). Not every history is a
+    completed run, so these are left out, with a line on stderr saying how many and why:
+    files that cannot be read, runs shorter than ``min_epochs`` (Fast Sweep trials, fast
+    runs: the start of a longer schedule) and runs shorter than the longest run beside them
+    (crashed or stopped early).
+
+    Raises:
+        ValueError: A folder does not exist or holds no ``history.csv``.
     """
+    import sys
+
     from ranking._history import read_history
 
+    found: list[tuple[str, str, pd.DataFrame]] = []  # (task, path, history)
+    skipped = {"unreadable": 0, "short": 0, "unfinished": 0}
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise ValueError(f"--add-runs: {d} is not a folder")
+        paths = [os.path.join(r, "history.csv") for r, _, f in os.walk(d) if "history.csv" in f]
+        if not paths:
+            raise ValueError(f"--add-runs: no history.csv below {d}")
+        for path in sorted(paths):
+            try:
+                h = read_history(path, errors="skip")
+            except (OSError, ValueError) as exc:
+                print(f"--add-runs: skipped {path}: {exc}", file=sys.stderr)
+                skipped["unreadable"] += 1
+                continue
+            if len(h):
+                task = "user:" + os.path.relpath(os.path.dirname(os.path.dirname(path)), d)
+                found.append((task, path, h))
+    longest: dict[str, int] = {}
+    for task, _path, h in found:
+        longest[task] = max(longest.get(task, 0), int(h["epoch"].nunique()))
     out: list[RunData] = []
     rid = -1
-    for d in dirs:
-        for root, _dirs, files in os.walk(d):
-            if "history.csv" not in files:
-                continue
-            h = read_history(os.path.join(root, "history.csv"), errors="skip")
-            if len(h) == 0:
-                continue
-            h = h.rename(columns={"sample_count": "iter"})
-            ep = h["epoch"].to_numpy()
-            h = h.assign(epoch=ep - ep.min())
-            n_epochs = int(h["epoch"].max()) + 1
-            task = "user:" + os.path.relpath(os.path.dirname(root), d)
-            p = Prefix(
-                h["epoch"].to_numpy(np.int64),
-                h["iter"].to_numpy() == -1,
-                h["train_loss"].to_numpy(np.float64),
-                h["val_loss"].to_numpy(np.float64),
-                h["epoch_val_loss"].to_numpy(np.float64),
-            )
-            x, _, _ = features(p, None)
-            if x is None:
-                continue
-            # The outcome: the best epoch-level validation value over the whole run.
-            best = _final_best(p)
-            out.append(RunData(rid, task, n_epochs, {"full": p}, {"full": best}))
-            rid -= 1
+    for task, _path, h in found:
+        n_logged = int(h["epoch"].nunique())
+        if n_logged < min_epochs:
+            skipped["short"] += 1
+            continue
+        if n_logged < longest[task]:
+            skipped["unfinished"] += 1
+            continue
+        h = h.rename(columns={"sample_count": "iter"})
+        ep = h["epoch"].to_numpy()
+        h = h.assign(epoch=ep - ep.min())
+        n_epochs = int(h["epoch"].max()) + 1
+        p = Prefix(
+            h["epoch"].to_numpy(np.int64),
+            h["iter"].to_numpy() == -1,
+            h["train_loss"].to_numpy(np.float64),
+            h["val_loss"].to_numpy(np.float64),
+            h["epoch_val_loss"].to_numpy(np.float64),
+        )
+        x, _, _ = features(p, None)
+        if x is None:
+            continue
+        # The outcome: the best epoch-level validation value over the whole run.
+        best = _final_best(p)
+        out.append(RunData(rid, task, n_epochs, {"full": p}, {"full": best}))
+        rid -= 1
+    if any(skipped.values()):
+        print(
+            f"--add-runs: left out {skipped['unreadable']} unreadable, {skipped['short']} "
+            f"shorter than {min_epochs} epochs, {skipped['unfinished']} shorter than the "
+            "longest run beside them",
+            file=sys.stderr,
+        )
     return out
 
 

@@ -21,7 +21,10 @@ DEFAULT_PARAMS: dict[str, object] = {"objective": "quantile", "alpha": 0.9}
 
 
 def load_runs(
-    corpus: str | None = None, work_dir: str | None = None, add_runs: Sequence[str] = ()
+    corpus: str | None = None,
+    work_dir: str | None = None,
+    add_runs: Sequence[str] = (),
+    min_epochs: int = 10,
 ) -> list[RunData]:
     """Corpus runs (shipped file, a given file, or a build's work folder) plus user runs."""
     from ranking._corpus import load_corpus
@@ -29,7 +32,7 @@ def load_runs(
     histories, manifest = load_corpus(corpus, work_dir=work_dir)
     runs = corpus_runs(histories, manifest)
     if add_runs:
-        runs += user_runs(list(add_runs))
+        runs += user_runs(list(add_runs), min_epochs=min_epochs)
     return runs
 
 

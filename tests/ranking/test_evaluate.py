@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ranking._dataset import make_rows, run_views
 from ranking._evaluate import baseline_scores, rank_metrics, sweep_metrics
@@ -76,7 +77,21 @@ def test_user_runs_from_folders(tmp_path) -> None:  # type: ignore[no-untyped-de
         lines = ["epoch,train_loss,val_loss"]
         lines += [f"{e},{rate**e},{1.1 * rate**e}" for e in range(1, 11)]
         (d / "history.csv").write_text("\n".join(lines) + "\n")
-    runs = user_runs([str(tmp_path)])
+    # Not completed runs: a fast run (the start of a longer schedule), one that crashed
+    # after 6 of the 10 epochs its neighbours ran, an empty file.
+    for name, epochs in (("fast", 4), ("crashed", 6)):
+        d = tmp_path / "proj" / name
+        d.mkdir()
+        lines = ["epoch,train_loss,val_loss"] + [f"{e},1.0,1.0" for e in range(1, epochs + 1)]
+        (d / "history.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "proj" / "empty").mkdir()
+    (tmp_path / "proj" / "empty" / "history.csv").write_text("")
+    runs = user_runs([str(tmp_path)], min_epochs=5)
     assert len(runs) == 2 and {r.task for r in runs} == {"user:proj"}
     assert all(r.total_epochs == 10 for r in runs)
     assert sorted(r.outcome["full"] for r in runs)[0] == 1.1 * 0.5**10
+    with pytest.raises(ValueError, match="is not a folder"):
+        user_runs([str(tmp_path / "typo")])
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match=r"no history\.csv below"):
+        user_runs([str(tmp_path / "nothing")])

@@ -253,7 +253,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
         {
             "tokens": token_list,
             "raw_token": raw,
-            "api_url": request.build_absolute_uri("/v1"),
+            # The sigopt client adds /v1 itself ("/v1/v1/..." would be a 404).
+            "api_url": request.build_absolute_uri("/").rstrip("/"),
             "nav": "tokens",
         },
     )

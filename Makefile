@@ -12,10 +12,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(RUNTIME_STAMP): requirements.txt | $(PY)
+	@echo "Installing Python requirements into $(VENV) (first time: about 2 minutes; PyTorch CPU)..."
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
 $(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	@echo "Installing Python requirements and test tools into $(VENV) (first time: a few minutes)..."
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $(RUNTIME_STAMP) $@
 

@@ -4,6 +4,8 @@ detail, history/log re-sync endpoints, downloads, description, delete, compare, 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from django.urls import reverse
@@ -180,9 +182,13 @@ def test_cancel_running_experiment(client, project, owner):
 def test_tracking_list_columns(client, project, owner):
     make_experiment(project, 1, description="baseline run", best_value=0.4321)
     make_experiment(project, 2, state=RunState.FAILED, failure_reason="boom")
+    make_experiment(project, 3, kind=Experiment.Kind.FAST_SWEEP, best_value=0.1697)
     page = (
         login(client, owner).get(reverse("experiment_list", args=[project.slug])).content.decode()
     )
+    # A Fast Sweep's best is a score, not a validation loss: the column says so.
+    assert re.search(r"0\.1697 <span[^>]*>score</span>", page)
+    assert not re.search(r"0\.4321 <span[^>]*>score</span>", page)
     for needle in (
         "exp1",
         "exp2",

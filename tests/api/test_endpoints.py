@@ -540,3 +540,14 @@ def test_dashboard_offers_no_cancel_for_an_api_experiment(api, experiment_body, 
     obs = api.post(f"/v1/experiments/{exp['id']}/observations", {"training_run": run["id"]})
     assert obs.status_code == 201
     assert api.get(f"/v1/experiments/{exp['id']}").json()["progress"]["observation_count"] == 1
+
+
+def test_dashboard_lists_each_runs_assignments(api, experiment_body, client, owner):
+    exp = api.experiment(experiment_body)
+    assigned = [api.run(exp["id"])[0]["assignments"] for _ in range(2)]
+    row = Experiment.objects.get(pk=int(exp["id"]))
+    client.force_login(owner)
+    page = client.get(f"/projects/{row.project.slug}/experiments/{row.number}/").content.decode()
+    assert "<th>Parameters</th>" in page
+    for a in assigned:
+        assert f"act={a['act']}" in page and f"width={a['width']}" in page

@@ -369,7 +369,17 @@ def _sync_tuned_config(experiment: Experiment) -> None:
 
 
 def write_results_csv(experiment: Experiment) -> Path:
-    """Rewrite ``sweep_results.csv``: one row per trial (number, state, params, value, ...)."""
+    """Rewrite ``sweep_results.csv``: one row per trial (number, state, params, value, ...).
+
+    Read and written under the experiment's lock: an advance that read the trials before
+    another one finished must not write its older table over the newer one.
+    """
+    with transaction.atomic():
+        Experiment.objects.select_for_update().only("pk").get(pk=experiment.pk)
+        return _write_results_csv(experiment)
+
+
+def _write_results_csv(experiment: Experiment) -> Path:
     trials = list(experiment.trials.order_by("number"))
     names = sorted(_space(experiment).distributions)
     path = experiment.output_dir / RESULTS_CSV

@@ -27,8 +27,17 @@ def sweep_done(experiment):
     return experiment.state not in (RunState.QUEUED, RunState.RUNNING)
 
 
-def test_two_workers_run_trials_in_parallel(project, celery_worker, start_worker):
-    second = start_worker()
+@pytest.fixture
+def second_worker(start_worker):
+    """Another worker, stopped after the test even when it fails (a worker left running
+    would take the next tests' trials)."""
+    worker = start_worker()
+    yield worker
+    worker.stop()
+
+
+def test_two_workers_run_trials_in_parallel(project, celery_worker, second_worker):
+    second = second_worker
     (project.code_dir / "full.sh").write_text(TINY_SLOW)
     exp = do_start_sweep(project, project.owner, n_trials=4, parallel=2, seed=0)
 
@@ -59,7 +68,6 @@ def test_two_workers_run_trials_in_parallel(project, celery_worker, start_worker
     assert tuned == {**exp.config, **best.params}
     with (exp.output_dir / "sweep_results.csv").open() as fh:
         assert [r["state"] for r in csv.DictReader(fh)] == ["complete"] * 4
-    second.stop()
 
 
 @pytest.mark.parametrize("end", ["kill", "stop"])  # SIGKILL; SIGTERM, as a restart sends
@@ -78,8 +86,10 @@ def test_trial_of_a_killed_or_stopped_worker_is_retried_on_another(
             or None
         )
 
-    trial = wait_for(running_on_victim, 90, "a trial to start on the victim worker")
-    getattr(victim, end)()
+    try:
+        trial = wait_for(running_on_victim, 90, "a trial to start on the victim worker")
+    finally:
+        getattr(victim, end)()  # also when it never got a trial: it would take later ones
 
     # Killed: the heartbeat of the surviving worker marks it lost (test timeout 15 s). Stopped:
     # it fails the trial itself on the way out. Either way the sweep runs it once more, on the

@@ -99,9 +99,11 @@ class HistoryTailer:
             self.header = text[: nl + 1]
             text = text[nl + 1 :]
         self.offset += consumed
-        while self._skip and text:
-            text = text[text.find("\n") + 1 :]
+        start = 0  # past the rows a rewritten file repeats (text ends with a newline)
+        while self._skip and start < len(text):
+            start = text.find("\n", start) + 1
             self._skip -= 1
+        text = text[start:]
         n = text.count("\n")
         if n == 0:
             return None

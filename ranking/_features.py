@@ -284,15 +284,23 @@ def _batch(
     n_use[has_ev] = ge[eg[last[has_ev]]] + 1
     # An epoch-end row written after the last finite full validation value: NaN, diverged,
     # unless the epoch's last train loss is still there (a blank cell is a missing value:
-    # validation every few epochs leaves them). Few histories get here: a loop is cheap.
+    # validation every few epochs leaves them). "Last": of its body rows, else of its rows.
     er = end.nonzero()[0]
     c, _, last = _segments(hid[er], n)
     late = has_ev & (c > 0)
     late[late] = ge[gid[er[last[late]]]] >= n_use[late]
-    for h in late.nonzero()[0]:
-        rows = np.flatnonzero(gid == gid[er[last[h]]])
+    if late.any():
+        late_g = gid[er[last[late]]]
+        in_late = np.zeros(ng, dtype=bool)
+        in_late[late_g] = True
+        rows = np.flatnonzero(in_late[gid])  # only the late epochs' rows
+        last_row = np.full(ng, -1)
+        np.maximum.at(last_row, gid[rows], rows)
         body = rows[~end[rows]]
-        late[h] = np.isnan(train[(body if len(body) else rows)[-1]])
+        last_body = np.full(ng, -1)
+        np.maximum.at(last_body, gid[body], body)
+        tail = np.where(last_body >= 0, last_body, last_row)[late_g]
+        late[late] = np.isnan(train[tail])
     use = ge < n_use[ghid]
     v_ep = np.where(ev_cnt > 0, ev_mean, vm_mean)
     fin = use & ~np.isnan(v_ep)

@@ -22,6 +22,7 @@ Object mapping (ids are the primary keys, as strings):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -284,30 +286,25 @@ def _int_id(raw: str) -> int:
 # --- checkpoints ---------------------------------------------------------------------
 
 
-_best_scores_cache: dict[tuple[int, str], tuple[tuple[Any, ...], list[float | None]]] = {}
-
-
 def _best_scores_at(experiment: Experiment, metric: str) -> list[float | None]:
     """The finished (observed, not failed) runs' best Early Ranking score of ``metric`` at
     each of its checkpoints (see :func:`criteria.best_scores_at`).
 
     Reading every finished run's scores costs ~30 us a run, and a checkpoint is far more
-    frequent than a new finished run: kept per process until the finished runs change.
+    frequent than a new finished run: cached until the finished runs change.
     """
     done = Trial.objects.filter(experiment=experiment, state=RunState.COMPLETE)
-    stamp = tuple(done.aggregate(n=Count("pk"), last=Max("finished_at")).values())
-    key = (experiment.pk, metric)
-    cached = _best_scores_cache.get(key)
-    if cached is None or cached[0] != stamp:
-        scores = (
-            (meta.get("scores") or {}).get(metric) or []
-            for meta in done.values_list("metadata", flat=True)
-        )
-        cached = (stamp, criteria.best_scores_at(scores))
-        if len(_best_scores_cache) > 1000:
-            _best_scores_cache.clear()
-        _best_scores_cache[key] = cached
-    return cached[1]
+    stamp = list(done.aggregate(n=Count("pk"), last=Max("finished_at")).values())
+    key = f"api-best-scores:{experiment.pk}:{hashlib.sha1(metric.encode()).hexdigest()[:16]}"
+    cached = cache.get(key)
+    if cached is not None and cached["stamp"] == stamp:
+        return cached["best_at"]
+    best_at = criteria.best_scores_at(
+        (meta.get("scores") or {}).get(metric) or []
+        for meta in done.values_list("metadata", flat=True)
+    )
+    cache.set(key, {"stamp": stamp, "best_at": best_at}, timeout=None)
+    return best_at
 
 
 def _find_run(

@@ -60,14 +60,24 @@ def _build_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from ranking._ranker import EarlyRanker
-    from ranking._train import load_runs, quick_report, train_model
+def _load_runs(args: argparse.Namespace) -> list | None:
+    """The corpus plus ``--add-runs``; None (after saying why) for an --add-runs folder that
+    is not there or holds no run."""
+    from ranking._train import load_runs
 
     try:
-        runs = load_runs(args.corpus, args.work, args.add_runs, args.min_epochs)
-    except ValueError as e:  # an --add-runs folder that is not there or holds no run
+        return load_runs(args.corpus, args.work, args.add_runs, args.min_epochs)
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ranking._ranker import EarlyRanker
+    from ranking._train import quick_report, train_model
+
+    runs = _load_runs(args)
+    if runs is None:
         return 2
     print(f"{len(runs)} runs ({sum(r.task.startswith('user:') for r in runs)} from --add-runs)")
     try:
@@ -88,13 +98,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ranking._dataset import make_rows
     from ranking._evaluate import evaluate, markdown_report, plot_report, summary_table
     from ranking._ranker import EarlyRanker
-    from ranking._train import DEFAULT_PARAMS, load_runs
+    from ranking._train import DEFAULT_PARAMS
 
     t0 = time.time()
-    try:
-        runs = load_runs(args.corpus, args.work, args.add_runs, args.min_epochs)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+    runs = _load_runs(args)
+    if runs is None:
         return 2
     rows = make_rows(runs)
     print(f"{len(runs)} runs, {len(rows.X)} training rows ({time.time() - t0:.0f}s)")

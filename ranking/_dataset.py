@@ -199,7 +199,7 @@ def user_runs(dirs: Sequence[str], min_epochs: int = 10) -> list[RunData]:
 
     from ranking._history import read_history
 
-    found: list[tuple[str, str, pd.DataFrame]] = []  # (task, path, history)
+    found: list[tuple[str, int, pd.DataFrame]] = []  # (task, epochs logged, history)
     skipped = {"unreadable": 0, "short": 0, "unfinished": 0}
     for d in dirs:
         if not os.path.isdir(d):
@@ -216,14 +216,13 @@ def user_runs(dirs: Sequence[str], min_epochs: int = 10) -> list[RunData]:
                 continue
             if len(h):
                 task = "user:" + os.path.relpath(os.path.dirname(os.path.dirname(path)), d)
-                found.append((task, path, h))
+                found.append((task, int(h["epoch"].nunique()), h))
     longest: dict[str, int] = {}
-    for task, _path, h in found:
-        longest[task] = max(longest.get(task, 0), int(h["epoch"].nunique()))
+    for task, n_logged, _h in found:
+        longest[task] = max(longest.get(task, 0), n_logged)
     out: list[RunData] = []
     rid = -1
-    for task, _path, h in found:
-        n_logged = int(h["epoch"].nunique())
+    for task, n_logged, h in found:
         if n_logged < min_epochs:
             skipped["short"] += 1
             continue

@@ -4,8 +4,9 @@ On ``worker_ready`` the worker registers itself (hostname = the Celery node name
 the CUDA device name and memory via ``torch.cuda``, or "CPU") and starts a heartbeat thread.
 Every beat also runs :func:`sweeps.actions.do_mark_lost_nodes`, so any live worker notices a
 dead one (SIGKILL, power loss) and fails its trials, and re-drives queued runs and running
-sweeps when Redis restarted under it (its queued messages are gone). With the prefork pool these handlers run
-in the worker's main process, which stays responsive while a child runs a trial.
+sweeps when Redis restarted under it (its queued messages are gone). With the prefork pool
+these handlers run in the worker's main process, which stays responsive while a child runs a
+trial.
 """
 
 from __future__ import annotations

@@ -644,8 +644,9 @@ def _epoch_summaries_sorted(
             return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
     train = means(np.where(end, np.nan, rows.train_loss))
-    # An epoch known only by its end row (one row per epoch): that row's train loss.
-    train = np.where(np.isnan(train), means(np.where(end, rows.train_loss, np.nan)), train)
+    missing = np.isnan(train)
+    if missing.any():  # an epoch known only by its end row (one row per epoch): its train loss
+        train = np.where(missing, means(np.where(end, rows.train_loss, np.nan)), train)
     val = means(rows.val_loss)
     ev_values = np.where(end, rows.epoch_val_loss, np.nan)
     has_ev = ~np.isnan(ev_values)

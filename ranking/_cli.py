@@ -26,7 +26,7 @@ def _score(args: argparse.Namespace) -> int:
     results = []
     for path in args.files:
         try:
-            df = read_history(path)
+            df = read_history(path, complete=True)  # a finished file: its last line counts
             score = ranker.score(df, total_epochs=args.total_epochs)
             epochs = int(df["epoch"].nunique())
             results.append({"file": path, "score": score, "epochs": epochs, "error": None})
@@ -55,7 +55,11 @@ def _build_corpus(args: argparse.Namespace) -> int:
     if not args.finalize_only:
         build_corpus(runs=args.runs, start=args.start, jobs=args.jobs, work_dir=args.work)
     if not args.no_finalize:
-        out, man = finalize_corpus(args.work, args.out)
+        try:
+            out, man = finalize_corpus(args.work, args.out)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(f"wrote {out} and {man} ({time.time() - t0:.0f}s)")
     return 0
 
@@ -67,7 +71,7 @@ def _load_runs(args: argparse.Namespace) -> list | None:
 
     try:
         return load_runs(args.corpus, args.work, args.add_runs, args.min_epochs)
-    except ValueError as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
 
@@ -169,6 +173,16 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of epochs")
+    return value
+
+
 def make_parser() -> argparse.ArgumentParser:
     from ranking._corpus import CORPUS_DIR, WORK_DIR
     from ranking._dataset import VIEWS
@@ -180,7 +194,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+")
     s.add_argument("--json", action="store_true", help="JSON output")
     s.add_argument("--model", default=None, help="model path stem (default: shipped model)")
-    s.add_argument("--total-epochs", type=float, default=None, help="planned full length")
+    s.add_argument(
+        "--total-epochs", type=_positive, default=None, help="planned full length (epochs)"
+    )
     s.set_defaults(func=_score)
 
     b = sub.add_parser("build-corpus", help="train real runs and record their histories")

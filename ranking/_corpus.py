@@ -626,6 +626,8 @@ def load_corpus(
 
     if work_dir is not None:
         files = sorted(glob.glob(os.path.join(work_dir, "shard-*.parquet")))
+        if not files:
+            raise ValueError(f"--work: no corpus shards (shard-*.parquet) in {work_dir}")
         man = pd.concat(
             [pd.read_csv(p) for p in sorted(glob.glob(os.path.join(work_dir, "manifest-*.csv")))],
             ignore_index=True,

@@ -307,10 +307,10 @@ def _batch(
     t_fin = use & ~np.isnan(tr_mean)
     gl = np.minimum(g0 + n_use - 1, ng - 1)  # each history's last used epoch (if any rows)
     fin_any = np.bincount(ghid[fin], minlength=n) > 0
-    t_any = np.bincount(ghid[t_fin], minlength=n) > 0
-    # NaN is also how a blank cell reads, so divergence shows as the last epoch's value going
-    # missing: the train loss where earlier epochs had one, else the validation loss.
-    missing = np.where(t_any, ~t_fin[gl], ~fin[gl])
+    # pandas' to_csv writes a NaN loss as a blank cell, so divergence also shows as the last
+    # epoch's losses going missing: both, where earlier epochs had them (one blank column is
+    # a missing value: train loss logged every few epochs, a new epoch's first val row).
+    missing = ~fin[gl] & ~t_fin[gl]
     div[:] = (lens == 0) | bad | late | ~fin_any | missing
     if div.all():
         return

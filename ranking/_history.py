@@ -33,7 +33,11 @@ _FLOAT_NAMES = ("train_loss", "val_loss", "epoch_val_loss")
 _KNOWN = {"epoch", *_STEP_NAMES, *_FLOAT_NAMES}
 #: Largest epoch / step magnitude accepted: integers up to here are exact in float64.
 MAX_INT = 2**53
-_NAN_WORDS = {"", "nan", "NaN", "NAN", "-nan", "NA", "N/A", "null", "NULL", "None"}
+#: Cells that hold no value (NaN in the frame).
+_MISSING_WORDS = {"", "NA", "N/A", "null", "NULL", "None"}
+#: A NaN loss written out ("nan") means the run diverged (ARCHITECTURE §3): read as +inf, so
+#: it cannot be mistaken for a blank cell.
+_NAN_WORDS = {"nan", "NaN", "NAN", "-nan"}
 
 
 def _source_name(source: object) -> str:
@@ -76,8 +80,10 @@ def _read_bytes(source: str | os.PathLike[str] | IO[str] | IO[bytes]) -> bytes:
 def _parse_float(cell: str) -> float:
     """Parse one cell like pandas would; raise ValueError for anything else."""
     cell = cell.strip()
-    if cell in _NAN_WORDS:
+    if cell in _MISSING_WORDS:
         return math.nan
+    if cell in _NAN_WORDS:
+        return math.inf
     return float(cell)  # accepts inf, -inf, Infinity, 1e-3
 
 
@@ -86,6 +92,7 @@ def read_history(
     *,
     errors: Literal["raise", "skip"] = "raise",
     line_offset: int = 0,
+    complete: bool = False,
 ) -> pd.DataFrame:
     """Read a ``history.csv`` (any Luminide layout) into a normalised DataFrame.
 
@@ -98,12 +105,15 @@ def read_history(
         line_offset: Added to the line numbers in messages, for callers that pass the header
             plus newly appended lines of a growing file (line 2 of the buffer is reported as
             line ``2 + line_offset``).
+        complete: The file is finished (not growing): a last line without a newline is
+            read too.
 
     Returns:
         A DataFrame with columns ``epoch`` (int64), ``iter`` or ``sample_count`` (int64,
         whichever the file has; ``iter = -1`` is synthesised for epoch-level files),
-        ``train_loss``, ``val_loss`` and ``epoch_val_loss`` (float64, NaN where blank; a
-        column the file lacks is all NaN). ``df.attrs["warnings"]`` is a list of strings. A
+        ``train_loss``, ``val_loss`` and ``epoch_val_loss`` (float64, NaN where blank or
+        ``NA``/``null``, +inf where the file says ``nan``: a diverged value; a column the
+        file lacks is all NaN). ``df.attrs["warnings"]`` is a list of strings. A
         header with no complete data line gives an empty frame with these columns.
 
     Raises:
@@ -117,6 +127,8 @@ def read_history(
         raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
     name = _source_name(source)
     raw = _read_bytes(source)
+    if complete and raw and not raw.endswith(b"\n"):
+        raw += b"\n"
     end = raw.rfind(b"\n")
     if end < 0:
         raise ValueError(f"{name}: empty file or incomplete header line (no newline)")
@@ -171,6 +183,7 @@ def _fast_parse(
     would pad or turn into an index; the slow path then names the line.
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pa_csv
 
     names = [h if h in _KNOWN else f"_col{i}" for i, h in enumerate(header)]
@@ -185,12 +198,16 @@ def _fast_parse(
             convert_options=pa_csv.ConvertOptions(
                 include_columns=wanted,  # the index and unknown columns are not converted
                 column_types=dict.fromkeys(wanted, pa.float64()),
-                null_values=sorted(_NAN_WORDS),
+                null_values=sorted(_MISSING_WORDS),
             ),
         )
     except pa.ArrowInvalid:
         return None
     columns = {c: table.column(c).to_numpy() for c in wanted}  # NaN for blank cells
+    for col in _FLOAT_NAMES:
+        if col in columns and pc.any(pc.is_nan(table.column(col))).as_py():
+            written_nan = pc.is_nan(table.column(col)).fill_null(False).to_numpy()
+            columns[col] = np.where(written_nan, np.inf, columns[col])
     for col in ("epoch", *step_cols):
         v = columns[col]
         if not (np.isfinite(v).all() and (v == np.round(v)).all() and (abs(v) <= MAX_INT).all()):

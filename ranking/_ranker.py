@@ -407,8 +407,11 @@ class EarlyRanker:
         stem = stem[:-5] if stem.endswith(".json") else stem
         with open(stem + ".json", encoding="utf-8") as fh:
             meta = json.load(fh)
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{stem}.json: not an EarlyRanker model ({meta.get('format')!r})")
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        if found != _FORMAT:
+            raise ValueError(f"{stem}.json: not an EarlyRanker model ({found!r})")
+        if not isinstance(meta.get("params"), dict) or "feature_names" not in meta:
+            raise ValueError(f"{stem}.json: incomplete model (needs params and feature_names)")
         if list(meta["feature_names"]) != list(FEATURE_NAMES):
             raise ValueError(
                 f"{stem}: model was trained on other features; retrain with "

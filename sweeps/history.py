@@ -430,8 +430,8 @@ def chart_series(
     end = rows.end_mask
     body = ~end
     losses_blank = np.isnan(rows.train_loss) & np.isnan(rows.val_loss)
-    # A body row whose losses are all "nan" is a diverged step (blank cells are NaN too,
-    # but a row with nothing at all in it is only written by a diverging script).
+    # A body row with no loss at all is a diverged step: pandas' to_csv writes a NaN loss as
+    # a blank cell (a written "nan" is read as inf already, see ranking.read_history).
     diverged_nan = body & losses_blank & np.isnan(rows.epoch_val_loss)
 
     # End rows too: in a file with one row per epoch they are the only train losses.

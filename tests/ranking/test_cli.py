@@ -58,3 +58,63 @@ def test_bench_runs(model: str) -> None:
     out = run_bench(n=50, epochs=10, model=model)
     assert out["histories"] == 50 and out["finite_scores"] == 50
     assert out["torch_imported"] is False and out["lightgbm_imported"] is False
+
+
+def test_score_reads_the_last_line_of_a_finished_file_without_a_newline(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "history.csv"
+    f.write_text("epoch,train_loss,val_loss\n1,2.0,2.1\n2,1.5,1.7\n3,1.2,1.6")  # no final \n
+    assert main(["score", str(f), "--model", model, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    "meta", ['["a list"]', '{"format": "luminide-early-ranker/1"}', '{"format": "other"}']
+)
+def test_score_refuses_a_broken_model_file_without_a_traceback(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], meta: str
+) -> None:
+    broken = tmp_path / "broken"
+    broken.with_suffix(".json").write_text(meta)
+    broken.with_suffix(".txt").write_text(Path(model + ".txt").read_text())
+    f = tmp_path / "history.csv"
+    f.write_text("epoch,val_loss\n1,0.5\n")
+    assert main(["score", str(f), "--model", str(broken)]) == 2
+    assert f"--model: {broken}.json: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "ten"])
+def test_score_refuses_a_total_length_that_is_not_positive(
+    model: str, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", "history.csv", "--model", model, "--total-epochs", value])
+    assert exit_info.value.code == 2
+    assert "not a positive number of epochs" in capsys.readouterr().err
+
+
+def test_train_names_a_bad_folder_before_loading_the_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_corpus(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the corpus was loaded first")
+
+    monkeypatch.setattr("ranking._corpus.load_corpus", no_corpus)
+    out = str(tmp_path / "model")
+    assert main(["train", "--add-runs", str(tmp_path / "nothing"), "--out", out]) == 2
+    assert f"--add-runs: {tmp_path / 'nothing'} is not a folder" in capsys.readouterr().err
+
+
+def test_train_and_build_corpus_name_missing_inputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "model")
+    assert main(["train", "--corpus", str(tmp_path / "none.parquet"), "--out", out]) == 2
+    assert "none.parquet" in capsys.readouterr().err
+    assert main(["train", "--work", str(tmp_path), "--out", out]) == 2
+    assert f"no corpus shards (shard-*.parquet) in {tmp_path}" in capsys.readouterr().err
+    args = ["build-corpus", "--finalize-only", "--work", str(tmp_path), "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+    assert not Path(out + ".json").exists()

@@ -85,6 +85,32 @@ class RankerContract:
         assert ranker.score(epoch_frame([1.0, 0.8, math.nan], [1.0, 0.9, math.nan])) == math.inf
         assert ranker.score(epoch_frame([1.0, 0.5], [1.0, math.inf])) == math.inf
 
+    def test_a_file_whose_losses_turn_nan_is_diverged(self, ranker: EarlyRanker) -> None:
+        # What a script writing f"{loss}" leaves when training blows up: literal nan cells,
+        # the intra-epoch validation column blank throughout (layout 3).
+        lines = ["index,epoch,sample_count,train_loss,val_loss,epoch_val_loss"]
+        for e in range(6):
+            train = 1.0 / (e + 1) if e < 4 else math.nan
+            lines += [f"{e * 11 + s},{e},{s * 10},{train},," for s in range(10)]
+            lines.append(f"{e * 11 + 10},{e},100,,,{0.5 / (e + 1) if e < 4 else math.nan}")
+        history = read_history(io.StringIO("\n".join(lines) + "\n"))
+        assert ranker.score(history) == math.inf
+        assert math.isfinite(ranker.score(history[history["epoch"] < 4]))
+
+    def test_one_blank_loss_column_in_the_last_epoch_is_not_divergence(
+        self, ranker: EarlyRanker
+    ) -> None:
+        # Train loss logged every other epoch; and a layout-1 file read just after the new
+        # epoch's first row, which holds only a validation loss.
+        assert math.isfinite(ranker.score(epoch_frame([1.0, 0.8, 0.7], [1.0, math.nan, 0.8])))
+        rows = [
+            f"{e * 5 + i},{e},{i},{1.0 - 0.01 * (e * 5 + i)}," for e in range(4) for i in range(5)
+        ]
+        live = ",epoch,iter,train_loss,val_loss\n" + "\n".join(rows) + "\n20,4,0,,0.9\n"
+        assert math.isfinite(ranker.score(read_history(io.StringIO(live))))
+        # Both columns blank at the end (pandas writes NaN losses as blank cells): diverged.
+        assert ranker.score(epoch_frame([1.0, 0.8, math.nan], [1.0, 0.9, math.nan])) == math.inf
+
     def test_all_nan_validation_is_inf(self, ranker: EarlyRanker) -> None:
         assert ranker.score(epoch_frame([math.nan, math.nan], [1.0, 0.9])) == math.inf
 

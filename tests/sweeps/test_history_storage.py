@@ -103,11 +103,20 @@ def test_ema_is_incremental():
 
 
 def test_chart_series_marks_nonfinite_values():
-    rows = _rows(LAYOUT3_HEADER + "0,0,32,2.0,,\n1,0,64,inf,,\n2,0,96,nan,nan,\n3,0,96,,,inf\n")
+    # Row 2 as written by f"{loss}", row 3 as pandas' to_csv writes a NaN loss (blank).
+    rows = _rows(
+        LAYOUT3_HEADER + "0,0,32,2.0,,\n1,0,64,inf,,\n2,0,96,nan,nan,\n3,0,96,,,\n4,0,96,,,inf\n"
+    )
     data = chart_series(rows)
-    assert data["series"]["train"]["y"] == [2.0, None]
-    kinds = {(d["series"], d["value"]) for d in data["nonfinite"]}
-    assert kinds == {("train", "inf"), ("train", "nan"), ("epoch_val", "inf")}
+    assert data["series"]["train"]["y"] == [2.0, None, None]
+    kinds = [(d["series"], d["x"], d["value"]) for d in data["nonfinite"]]
+    assert {(s, v) for s, _x, v in kinds} == {
+        ("train", "inf"),
+        ("val", "inf"),
+        ("train", "nan"),
+        ("epoch_val", "inf"),
+    }
+    assert len([k for k in kinds if k[0] == "train"]) == 3
     json.dumps(data, allow_nan=False)
 
 

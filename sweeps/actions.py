@@ -12,12 +12,14 @@ import io
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -160,6 +162,29 @@ def do_create_experiment(
     raise AssertionError("unreachable")
 
 
+def snapshot_code(experiment: Experiment) -> Path | None:
+    """Copy the project's ``code/`` to ``output/expN/code`` once per experiment (a later call
+    keeps the first copy); None when the project has no code folder."""
+    snapshot = experiment.output_dir / "code"
+    if snapshot.is_dir():
+        return snapshot
+    code_dir = experiment.project.code_dir
+    if not code_dir.is_dir():
+        return None
+    experiment.output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = experiment.output_dir / f".code-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(
+        code_dir, tmp, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", ".git")
+    )
+    try:
+        tmp.rename(snapshot)  # atomic: parallel trials agree on one snapshot
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not snapshot.is_dir():
+            raise
+    return snapshot
+
+
 def do_enqueue_trial(trial: Trial) -> None:
     """Queue ``run_trial`` for ``trial`` on the ``gpu`` queue once the transaction commits."""
     from sweeps.tasks import run_trial
@@ -183,10 +208,21 @@ def do_start_experiment(
 
     Returns:
         The experiment (state QUEUED); the task is enqueued after commit.
+
+    Raises:
+        ValueError: the script it runs is not in the project's code (nothing is created).
     """
+    script = project.code_dir / ("fast.sh" if fast else "full.sh")
+    if not script.is_file():
+        raise ValueError(
+            f"{script.name}: not found in the project's code/ ({script}); "
+            f"{'Fast Training' if fast else 'Train'} runs it"
+        )
     kind = Experiment.Kind.FAST_TRAIN if fast else Experiment.Kind.TRAIN
     with transaction.atomic():
         experiment = do_create_experiment(project, user, kind=kind, description=description)
+        # The code as it is now: edits made while the run waits in the queue are not in it.
+        snapshot_code(experiment)
         trial = Trial.objects.create(experiment=experiment, number=0)
         do_enqueue_trial(trial)
         _emit_trial(trial)

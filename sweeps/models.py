@@ -135,10 +135,13 @@ class Trial(models.Model):
 
     @property
     def run_dir(self) -> Path:
-        """Working directory of the training process (``expN`` or ``expN/trialK``)."""
-        if self.experiment.is_sweep:
-            return self.experiment.output_dir / f"trial{self.number}"
-        return self.experiment.output_dir
+        """Working directory of the training process: ``expN/trialK`` (trial 0 for a single
+        run), so that ``../code`` is the experiment's code snapshot."""
+        output = self.experiment.output_dir
+        folder = output / f"trial{self.number}"
+        if not self.experiment.is_sweep and not folder.exists() and (output / "log.txt").exists():
+            return output  # single runs before 2026-12 ran in expN itself
+        return folder
 
     @property
     def duration(self):

@@ -7,16 +7,11 @@ streams the log (stdout and stderr, also written to ``log.txt``), and watches th
 state so Cancel (or a lost-worker verdict) stops the process group. Whatever happens, the
 trial ends in a finished state.
 
-Run folder layout (ARCHITECTURE §3), with ``output/expN/code`` the code snapshot:
-
-* single runs: cwd ``output/expN``; ``output/code -> ../code`` and ``output/input ->
-  ../input`` so ``../code`` and ``../input`` work from every ``expN``. ``../code`` is then
-  the project's code folder, not the snapshot (``..`` of ``expN`` is shared by all
-  experiments); the script itself runs from the snapshot and the config it runs with is
-  copied to ``output/expN/config.yaml``, which the template's ``train.py`` reads first.
-* sweep trials: cwd ``output/expN/trialK``; ``output/expN/input -> ../../input``, so
-  ``../code`` is the snapshot and ``../input`` the data. The sweep writes the trial's
-  ``config.yaml`` into the trial folder before the trial runs.
+Run folder layout (ARCHITECTURE §3): every trial, a single run's trial 0 included, runs in
+``output/expN/trialK`` beside ``output/expN/code`` (the code snapshot taken when the run was
+started) and ``output/expN/input -> ../../input``, so ``../code`` is the snapshot and
+``../input`` the data. Its ``config.yaml`` (the sweep's sampled config, or the snapshot's) is
+written into the trial folder before the script starts.
 """
 
 from __future__ import annotations
@@ -114,42 +109,16 @@ def _symlink(link: Path, target: str) -> None:
         link.symlink_to(target)
 
 
-def snapshot_code(trial: Trial) -> Path:
-    """Copy the project's ``code/`` to ``output/expN/code`` once per experiment."""
-    experiment = trial.experiment
-    project = experiment.project
-    exp_dir = experiment.output_dir
-    snapshot = exp_dir / "code"
-    if snapshot.is_dir():
-        return snapshot
-    if not project.code_dir.is_dir():
-        raise TrialSetupError(f"the project has no code folder ({project.code_dir})")
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = exp_dir / f".code-{os.getpid()}-{trial.number}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(
-        project.code_dir, tmp, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", ".git")
-    )
-    try:
-        tmp.rename(snapshot)  # atomic: parallel sweep trials agree on one snapshot
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not snapshot.is_dir():
-            raise
-    return snapshot
-
-
 def prepare_run_dir(trial: Trial) -> Path:
-    """Snapshot the code and create the trial's run folder with its links and config."""
+    """Create the trial's run folder with its links and config (the snapshot is normally
+    taken when the run is started; a run queued before it existed takes it now)."""
     experiment = trial.experiment
-    snapshot = snapshot_code(trial)
+    snapshot = actions.snapshot_code(experiment)
+    if snapshot is None:
+        raise TrialSetupError(f"the project has no code folder ({experiment.project.code_dir})")
     run_dir = trial.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    if run_dir == experiment.output_dir:
-        _symlink(experiment.project.output_dir / "code", "../code")
-        _symlink(experiment.project.output_dir / "input", "../input")
-    else:
-        _symlink(experiment.output_dir / "input", "../../input")
+    _symlink(experiment.output_dir / "input", "../../input")
     config = run_dir / "config.yaml"
     if not config.exists() and (snapshot / "config.yaml").is_file():
         shutil.copy2(snapshot / "config.yaml", config)

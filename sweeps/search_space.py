@@ -120,6 +120,41 @@ def parse_config_yaml(text: str, filename: str = "config.yaml") -> dict[str, Any
     return config
 
 
+def render_config(config: dict[str, Any], template: str | None = None) -> str:
+    """``config`` as config.yaml text. With ``template`` (the config.yaml it derives from), the
+    template's comments, order and spelling of unchanged values are kept and only changed
+    values are rewritten in place; new keys go at the end."""
+    plain = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    try:
+        root = yaml.compose(template or "", Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return plain
+    if not isinstance(root, yaml.MappingNode):
+        return plain
+    text, seen = template or "", set()
+    # Back to front, so the earlier nodes' offsets stay valid.
+    for key_node, value_node in reversed(root.value):
+        key = _construct(key_node)
+        seen.add(key)
+        if key not in config or _construct(value_node) == config[key]:
+            continue
+        if not isinstance(value_node, yaml.ScalarNode):
+            return plain
+        start, end = value_node.start_mark.index, value_node.end_mark.index
+        value = yaml.safe_dump([config[key]], default_flow_style=True, width=10**9).strip()[1:-1]
+        if start == end and not text[start - 1 : start].isspace():
+            value = " " + value  # an empty value (``wd:``) gets its space
+        text = text[:start] + value + text[end:]
+    added = {k: v for k, v in config.items() if k not in seen}
+    if added:
+        text = text.rstrip("\n") + "\n" + yaml.safe_dump(added, sort_keys=False)
+    try:
+        same = yaml.safe_load(text) == config
+    except yaml.YAMLError:
+        same = False
+    return text if same else plain
+
+
 def _number(value: Any) -> int | float | None:
     """YAML 1.1 reads ``1e-4`` as a string; accept it as the real number users meant."""
     if isinstance(value, bool):

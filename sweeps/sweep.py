@@ -28,7 +28,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
@@ -37,7 +36,13 @@ from optuna.trial import TrialState
 from luminide.models import Project
 from sweeps import actions, events, studies
 from sweeps.models import ACTIVE_STATES, Experiment, HistoryChunk, RunState, Trial, TrialEpoch
-from sweeps.search_space import SearchSpace, YamlFileError, parse_config_yaml, parse_sweep_yaml
+from sweeps.search_space import (
+    SearchSpace,
+    YamlFileError,
+    parse_config_yaml,
+    parse_sweep_yaml,
+    render_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +140,9 @@ def do_start_sweep(
     Experiment.objects.filter(pk=experiment.pk).update(spec=spec)
     experiment.spec = spec
     studies.create_study(spec["study"], seed=seed)
-    _snapshot(experiment)
+    actions.snapshot_code(experiment)  # edits made during the sweep do not change later trials
     do_fill_sweep(experiment)
     return experiment
-
-
-def _snapshot(experiment: Experiment) -> None:
-    """Freeze the code now, so edits during the sweep do not change later trials."""
-    from sweeps.runner import snapshot_code
-
-    snapshot_code(Trial(experiment=experiment, number=0))
 
 
 def _counted(experiment: Experiment):
@@ -190,7 +188,7 @@ def _launch(experiment: Experiment, trial: Trial) -> None:
     config = space.trial_config(experiment.config, params)
     run_dir = trial.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(run_dir / "config.yaml", _config_yaml(config))
+    _write_atomic(run_dir / "config.yaml", _config_yaml(experiment, config))
     with transaction.atomic():
         metadata = {**trial.metadata, "optuna_trial": asked.number}
         metadata.pop("needs_params", None)
@@ -207,8 +205,13 @@ def _launch(experiment: Experiment, trial: Trial) -> None:
         studies.tell(_study(experiment), asked.number, None, state=TrialState.FAIL)
 
 
-def _config_yaml(config: dict[str, Any]) -> str:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+def _config_yaml(experiment: Experiment, config: dict[str, Any]) -> str:
+    """``config`` as text, with the comments of the config.yaml the sweep started from."""
+    try:
+        template = (experiment.output_dir / "code" / "config.yaml").read_text()
+    except (OSError, UnicodeDecodeError):
+        template = None
+    return render_config(config, template)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -341,7 +344,7 @@ def write_tuned_config(experiment: Experiment, trial: Trial) -> Path:
         f"# Tuned by {experiment.project.slug}/{experiment.name}: trial {trial.number}, "
         f"{objective} {trial.value:.6g}\n"
     )
-    _write_atomic(path, header + _config_yaml(tuned_config(experiment, trial)))
+    _write_atomic(path, header + _config_yaml(experiment, tuned_config(experiment, trial)))
     return path
 
 

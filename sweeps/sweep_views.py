@@ -505,12 +505,16 @@ def sweep_train_tuned(request: HttpRequest, slug: str, number: int) -> HttpRespo
     experiment = _get_sweep_for_user(request, slug, number)
     if not _apply_or_message(request, experiment):
         return _back(experiment)
-    training = do_start_experiment(
-        experiment.project,
-        request.user,
-        fast=False,
-        description=f"full training with the tuned config of {experiment.name}"[:500],
-    )
+    try:
+        training = do_start_experiment(
+            experiment.project,
+            request.user,
+            fast=False,
+            description=f"full training with the tuned config of {experiment.name}"[:500],
+        )
+    except ValueError as exc:
+        messages.error(request, f"Could not start: {exc}")
+        return _back(experiment)
     return redirect("experiment_detail", slug=slug, number=training.number)
 
 

@@ -168,7 +168,7 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
     trials = list(experiment.trials.select_related("node").order_by("number"))
     wanted = _int_param(request, "trial", None)
     trial = next((t for t in trials if t.number == wanted), trials[0] if trials else None)
-    config_text = _config_text(experiment)
+    config_text = _config_text(experiment, trial)
     return render(
         request,
         "sweeps/experiment_detail.html",
@@ -186,9 +186,10 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
     )
 
 
-def _config_text(experiment: Experiment) -> str:
-    path = experiment.output_dir / "config.yaml"
-    if path.is_file() and not path.is_symlink():
+def _config_text(experiment: Experiment, trial: Trial | None) -> str:
+    """The config the trial ran with (a sweep trial's sampled one), else the experiment's."""
+    path = trial.run_dir / "config.yaml" if trial is not None else None
+    if path is not None and path.is_file() and not path.is_symlink():
         try:
             return files.read_text(path)
         except files.NotText:

@@ -167,7 +167,7 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
     shot(app, screenshot_dir, "06-experiment-complete")
 
     # What arrived live equals a fresh load: nothing lost or doubled across the reconnect.
-    log_file = luminide_stack.demo_project / "output" / f"exp{number}" / "log.txt"
+    log_file = luminide_stack.demo_project / "output" / f"exp{number}" / "trial0" / "log.txt"
     assert app.inner_text("#log").strip() == log_file.read_text().strip()
     app.reload()
     app.wait_for_function("() => Number(document.getElementById('chart-loss').dataset.points) > 0")

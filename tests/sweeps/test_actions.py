@@ -61,6 +61,16 @@ def test_start_experiment_numbers_and_enqueues_after_commit(
     assert do_start_experiment(project, owner).number == 6
 
 
+def test_start_without_the_script_creates_nothing(project, owner, enqueued):
+    (project.code_dir / "fast.sh").unlink(missing_ok=True)
+    with pytest.raises(
+        ValueError, match=r"fast\.sh: not found in the project's code/.*Fast Training"
+    ):
+        do_start_experiment(project, owner, fast=True)
+    assert not project.experiments.exists() and enqueued == []
+    assert not any(project.output_dir.glob("exp*"))
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_starts_get_distinct_numbers(project, owner, enqueued):
     numbers, errors = [], []

@@ -65,7 +65,7 @@ async def test_real_training_reaches_db_and_websocket(celery_worker, owner):
     assert trial.epochs_done == 2 and trial.best_val_loss is not None
     assert trial.node.hostname == celery_worker.name
     out = experiment.output_dir
-    assert (out / "model.pth").is_file() and (out / "history.csv").is_file()
+    assert (out / "trial0" / "model.pth").is_file() and (out / "trial0" / "history.csv").is_file()
     assert (out / "code" / "train.py").is_file()
 
 
@@ -74,7 +74,9 @@ def test_cancel_through_the_worker(celery_worker, owner):
         "full.sh": "python ../code/train.py\n", "config.yaml": "a: 1\n", "train.py": SLEEPER,
     })  # fmt: skip
     experiment = do_start_experiment(project, owner)
-    wait_for(lambda: (experiment.output_dir / "started").exists(), 60, "the script to start")
+    wait_for(
+        lambda: (experiment.output_dir / "trial0" / "started").exists(), 60, "the script to start"
+    )
     trial = experiment.trials.get()
     pid = wait_for(lambda: Trial.objects.get(pk=trial.pk).pid, 10, "the pid")
     do_cancel_experiment(experiment)
@@ -108,7 +110,9 @@ def test_sigkilled_worker_is_detected_by_heartbeat(celery_worker, start_worker, 
     experiment = factories.make_experiment(project)
     trial = experiment.trials.get()
     run_trial.apply_async((trial.pk,), queue="doomed")
-    wait_for(lambda: (experiment.output_dir / "started").exists(), 60, "the script to start")
+    wait_for(
+        lambda: (experiment.output_dir / "trial0" / "started").exists(), 60, "the script to start"
+    )
     pid = wait_for(lambda: Trial.objects.get(pk=trial.pk).pid, 10, "the pid")
     assert Trial.objects.get(pk=trial.pk).node.hostname == doomed.name
     killed_at = time.monotonic()

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from luminide.launcher import process_alive
-from sweeps.actions import do_cancel_experiment
+from sweeps.actions import do_cancel_experiment, do_start_experiment
 from sweeps.models import Experiment, RunState
 from sweeps.runner import run_trial
 from tests import factories
@@ -62,14 +62,31 @@ def test_successful_run(owner):
     assert state == trial.state == experiment.state == RunState.COMPLETE
     assert trial.rows_stored == 13 and trial.epochs_done == 2
     assert trial.best_val_loss == 0.25
-    out = experiment.output_dir
+    out = experiment.output_dir / "trial0"
+    assert trial.run_dir == out
     log = (out / "log.txt").read_text()
     assert f"cwd {out}" in log and "trial 0" in log and "to stderr" in log
+    assert f"code {experiment.output_dir / 'code'}" in log  # ../code is the snapshot
     assert "trial complete" in log
-    assert (out / "code" / "train.py").is_file()  # the snapshot
+    assert (experiment.output_dir / "code" / "train.py").is_file()  # the snapshot
     assert (out / "config.yaml").read_text() == CONFIG  # the config it ran with
     assert trial.pid is None and trial.node.hostname == "test@runner"
     assert run_trial(trial.pk) is None  # a second delivery does nothing
+
+
+def test_a_run_runs_the_code_as_it_was_when_train_was_clicked(owner, monkeypatch):
+    """Edits made while the run waits for a worker are not in it, though full.sh runs
+    ``python ../code/train.py``: ``../code`` is the snapshot taken at the click."""
+    monkeypatch.setattr("sweeps.tasks.run_trial.apply_async", lambda *a, **kw: None)
+    project = _project(owner, **{"train.py": TRAIN_OK + "print('version', 1)\n"})
+    experiment = do_start_experiment(project, owner)
+    (project.code_dir / "train.py").write_text(TRAIN_OK + "print('version', 2)\n")
+    (project.code_dir / "config.yaml").write_text("lr: 0.2\n")
+    trial = experiment.trials.get()
+    assert run_trial(trial.pk, hostname="test@runner") == RunState.COMPLETE
+    log = (trial.run_dir / "log.txt").read_text()
+    assert "version 1" in log and "version 2" not in log
+    assert (trial.run_dir / "config.yaml").read_text() == CONFIG
 
 
 def test_sweep_trial_runs_in_its_folder_with_the_snapshot(owner):
@@ -103,10 +120,10 @@ def test_crash_fails_with_exit_code_and_stderr_tail(owner):
     ],
 )
 def test_missing_or_invalid_files_fail_clearly(owner, files, message):
-    experiment, trial, state = _run(_project(owner, **files))
+    _experiment, trial, state = _run(_project(owner, **files))
     assert state == RunState.FAILED
     assert message in trial.failure_reason
-    assert message in (experiment.output_dir / "log.txt").read_text()
+    assert message in (trial.run_dir / "log.txt").read_text()
 
 
 def test_a_config_saved_in_latin_1_fails_clearly(owner):
@@ -148,10 +165,10 @@ def test_malformed_rows_are_skipped_with_a_warning_in_the_log(owner):
         "    fh.write('index,epoch,sample_count,train_loss,val_loss,epoch_val_loss\\n')\n"
         "    fh.write('0,0,10,1.0,,\\n1,0,20,abc,,\\n2,0,30,0.9\\n3,0,30,,,0.8\\n')\n"
     )
-    experiment, trial, state = _run(_project(owner, **{"train.py": train}))
+    _experiment, trial, state = _run(_project(owner, **{"train.py": train}))
     assert state == RunState.COMPLETE
     assert trial.rows_stored == 2
-    log = (experiment.output_dir / "log.txt").read_text()
+    log = (trial.run_dir / "log.txt").read_text()
     assert "warning: skipped a malformed row: history.csv line 3, column train_loss" in log
     assert "line 4: expected 6 fields" in log
 
@@ -173,11 +190,11 @@ for e in range(3):
 
 
 def test_history_rewritten_by_pandas_every_few_steps_is_stored_once(owner):
-    experiment, trial, state = _run(_project(owner, **{"train.py": PANDAS_REWRITES}))
+    _experiment, trial, state = _run(_project(owner, **{"train.py": PANDAS_REWRITES}))
     assert state == RunState.COMPLETE
     assert trial.rows_stored == 303  # not the rows of every rewrite again
     assert trial.epochs_done == 3 and trial.best_val_loss == pytest.approx(0.8 / 3)
-    log = (experiment.output_dir / "log.txt").read_text()
+    log = (trial.run_dir / "log.txt").read_text()
     assert "skipped a malformed row" not in log
 
 
@@ -186,17 +203,17 @@ def test_processes_left_running_by_the_script_are_stopped_when_it_exits(owner):
         "import subprocess\n"
         "open('leftover.pid', 'w').write(str(subprocess.Popen(['sleep', '1000']).pid))\n"
     )
-    experiment, _trial, state = _run(_project(owner, **{"train.py": train}))
+    _experiment, trial, state = _run(_project(owner, **{"train.py": train}))
     assert state == RunState.COMPLETE
-    pid = int((experiment.output_dir / "leftover.pid").read_text())
+    pid = int((trial.run_dir / "leftover.pid").read_text())
     assert not process_alive(pid)
 
 
 def test_fast_training_runs_fast_sh(owner):
     project = _project(owner, **{"fast.sh": "echo FAST; python ../code/train.py\n"})
-    experiment, _trial, state = _run(project, kind=Experiment.Kind.FAST_TRAIN)
+    _experiment, trial, state = _run(project, kind=Experiment.Kind.FAST_TRAIN)
     assert state == RunState.COMPLETE
-    assert "FAST" in (experiment.output_dir / "log.txt").read_text()
+    assert "FAST" in (trial.run_dir / "log.txt").read_text()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -215,9 +232,7 @@ def test_cancel_stops_the_process_group(owner):
     def cancel_soon():
         try:
             deadline = time.monotonic() + 30
-            while (
-                not (experiment.output_dir / "child.pid").exists() and time.monotonic() < deadline
-            ):
+            while not (trial.run_dir / "child.pid").exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
             do_cancel_experiment(experiment)
         finally:
@@ -230,13 +245,10 @@ def test_cancel_stops_the_process_group(owner):
     canceller.join()
     assert state == RunState.CANCELLED
     assert time.monotonic() - started < 30
-    child = int((experiment.output_dir / "child.pid").read_text())
+    child = int((trial.run_dir / "child.pid").read_text())
     time.sleep(0.2)
     assert not process_alive(child)  # the script's own child is gone too
-    assert (
-        "stopping the training process (cancelled)"
-        in (experiment.output_dir / "log.txt").read_text()
-    )
+    assert "stopping the training process (cancelled)" in (trial.run_dir / "log.txt").read_text()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -254,7 +266,7 @@ def test_deleting_the_experiment_stops_the_run_quietly(owner):
     def delete_soon():
         try:
             deadline = time.monotonic() + 30
-            while not (experiment.output_dir / "started").exists() and time.monotonic() < deadline:
+            while not (trial.run_dir / "started").exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
             Experiment.objects.filter(pk=experiment.pk).delete()
         finally:

@@ -4,9 +4,10 @@ import math
 
 import optuna
 import pytest
+import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml
+from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml, render_config
 
 DEMO_SWEEP = """\
 parameters:
@@ -179,3 +180,36 @@ def test_config_errors_name_the_line(text, line, fragment):
         parse_config_yaml(text)
     assert excinfo.value.line == line
     assert fragment in str(excinfo.value)
+
+
+COMMENTED_CONFIG = """\
+# Hyperparameters of train.py
+lr: 1.0e-3       # learning rate
+optimizer: adam  # sgd | adam
+wd:
+layers: [64, 64]
+"""
+
+
+def test_render_config_keeps_comments_and_rewrites_changed_values_in_place():
+    config = {"lr": 0.02, "optimizer": "yes", "wd": 0.1, "layers": [64, 64], "seed": 4}
+    text = render_config(config, COMMENTED_CONFIG)
+    assert yaml.safe_load(text) == config
+    assert text == (
+        "# Hyperparameters of train.py\n"
+        "lr: 0.02       # learning rate\n"
+        "optimizer: 'yes'  # sgd | adam\n"  # quoted, or it would read back as True
+        "wd: 0.1\n"
+        "layers: [64, 64]\n"  # unchanged: kept as written
+        "seed: 4\n"  # new keys at the end
+    )
+
+
+@pytest.mark.parametrize(
+    "template", [None, "", "lr: [0.1\n", "- a list\n", "layers: [1, 2]\nlr: 1\n"]
+)
+def test_render_config_without_a_usable_template_is_plain_yaml(template):
+    config = {"lr": 0.5, "layers": [1, 3]}
+    text = render_config(config, template)
+    assert yaml.safe_load(text) == config
+    assert "#" not in text

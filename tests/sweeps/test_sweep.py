@@ -147,6 +147,24 @@ def test_finished_trials_are_told_and_outputs_follow_the_best(project):
 
 
 @pytest.mark.django_db
+def test_trial_and_tuned_configs_keep_the_comments_of_config_yaml(project):
+    (project.code_dir / "config.yaml").write_text(
+        "# model\narch: small   # small | wide\nlr: 0.01\nbatch: 32\nseed: 3  # fixed\n"
+    )
+    exp = do_start_sweep(project, None, n_trials=1, seed=4)
+    (trial,) = queued(exp)
+    finish(trial, best_val_loss=0.5)
+    do_advance_sweep(exp.pk)
+    trial.refresh_from_db()
+    tuned = (exp.output_dir / "config-tuned.yaml").read_text()
+    assert tuned.startswith(f"# Tuned by {project.slug}/{exp.name}: trial 0,")
+    assert f"\narch: {trial.params['arch']}   # small | wide\n" in tuned
+    assert "# model\n" in tuned and "\nseed: 3  # fixed\n" in tuned
+    assert yaml.safe_load(tuned) == {"seed": 3, **trial.params}
+    assert (trial.run_dir / "config.yaml").read_text() in tuned  # the trial's own, as it ran
+
+
+@pytest.mark.django_db
 def test_fast_sweep_ranks_by_early_ranking_score(project):
     exp = do_start_sweep(project, None, n_trials=2, parallel=2, fast=True, seed=0)
     assert exp.kind == Experiment.Kind.FAST_SWEEP

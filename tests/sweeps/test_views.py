@@ -35,6 +35,8 @@ def project(data_dir, owner, collaborator):
     project = factories.make_project(owner, "proj", template="", collaborators=[collaborator])
     (project.code_dir / "config.yaml").write_text("lr: 0.05\n")
     (project.code_dir / "train.py").write_text("print('current')\n")
+    for script in ("full.sh", "fast.sh"):
+        (project.code_dir / script).write_text("python ../code/train.py\n")
     return project
 
 
@@ -71,8 +73,9 @@ def make_experiment(project, number, *, state=RunState.COMPLETE, rows=30, code=N
     (out / "code").mkdir(parents=True)
     for name, text in (code or {"train.py": f"print('exp{number}')\n"}).items():
         (out / "code" / name).write_text(text)
-    (out / "log.txt").write_text("line one\nline two\n")
-    (out / "model.pth").write_bytes(b"\x00weights")
+    trial.run_dir.mkdir()
+    (trial.run_dir / "log.txt").write_text("line one\nline two\n")
+    (trial.run_dir / "model.pth").write_bytes(b"\x00weights")
     return exp
 
 
@@ -103,7 +106,7 @@ def test_read_access(client, project, users, who, ok):
         exp_url("experiment_history", exp),
         exp_url("experiment_status", exp),
         exp_url("experiment_log", exp),
-        reverse("experiment_file", args=[project.slug, 1, "model.pth"]),
+        reverse("experiment_file", args=[project.slug, 1, "trial0/model.pth"]),
         reverse("experiment_compare", args=[project.slug]) + "?n=1",
         reverse("experiment_diff", args=[project.slug]) + "?a=1&b=1",
     ]
@@ -141,6 +144,15 @@ def test_all_experiments_lists_visible_only(client, project, outsider, collabora
     page = login(client, collaborator).get(reverse("all_experiments")).content.decode()
     assert "mine" in page
     assert "theirs" not in page
+
+
+def test_train_without_full_sh_says_so_and_creates_nothing(client, project, owner):
+    (project.code_dir / "full.sh").unlink()
+    response = login(client, owner).post(
+        reverse("experiment_start", args=[project.slug]), follow=True
+    )
+    assert "full.sh: not found in the project&#x27;s code/" in response.content.decode()
+    assert not project.experiments.exists()
 
 
 def test_requires_login(client, project):
@@ -206,14 +218,26 @@ def test_detail_page(client, project, owner):
     exp = make_experiment(project, 1, description="desc", state=RunState.FAILED)
     exp.failure_reason = "Traceback: RuntimeError boom"
     exp.save()
-    (exp.output_dir / "config.yaml").write_text("lr: 0.123\n")
+    (exp.output_dir / "trial0" / "config.yaml").write_text("lr: 0.123\n")
     page = login(client, owner).get(exp_url("experiment_detail", exp)).content.decode()
-    assert "lr: 0.123" in page
+    assert "lr: 0.123" in page  # the config it ran with, not the project's (lr: 0.05)
     assert "RuntimeError boom" in page
     assert "model.pth" in page
     assert f"/ws/experiments/{exp.pk}/" in page
     assert reverse("plotly_js") in page
     assert "code/train.py" not in page  # the snapshot is not listed as an output
+
+
+def test_a_run_from_before_trial_folders_still_shows_its_log_and_config(client, project, owner):
+    exp = make_experiment(project, 1)
+    trial = exp.trials.get()
+    for name in ("log.txt", "model.pth"):  # the old layout: everything in expN itself
+        (trial.run_dir / name).rename(exp.output_dir / name)
+    trial.run_dir.rmdir()
+    (exp.output_dir / "config.yaml").write_text("lr: 0.321\n")
+    c = login(client, owner)
+    assert "lr: 0.321" in c.get(exp_url("experiment_detail", exp)).content.decode()
+    assert c.get(exp_url("experiment_log", exp)).json()["text"] == "line one\nline two\n"
 
 
 def test_history_endpoint_and_cursor(client, project, owner):
@@ -244,7 +268,7 @@ def test_log_endpoint_with_offset(client, project, owner):
     c = login(client, owner)
     first = c.get(exp_url("experiment_log", exp)).json()
     assert first["text"] == "line one\nline two\n"
-    with (exp.output_dir / "log.txt").open("a") as fh:
+    with (exp.output_dir / "trial0" / "log.txt").open("a") as fh:
         fh.write("line three\n")
     more = c.get(exp_url("experiment_log", exp, after=first["cursor"])).json()
     assert more["text"] == "line three\n"
@@ -254,7 +278,7 @@ def test_download_output_file_and_refuse_traversal(client, project, owner):
     make_experiment(project, 1)
     (project.root / "secret.txt").write_text("nope")
     c = login(client, owner)
-    response = c.get(reverse("experiment_file", args=[project.slug, 1, "model.pth"]))
+    response = c.get(reverse("experiment_file", args=[project.slug, 1, "trial0/model.pth"]))
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"\x00weights"
     assert "attachment" in response["Content-Disposition"]
@@ -347,13 +371,13 @@ def test_code_diff(client, project, owner):
 
 def test_inline_view_never_serves_html(client, project, owner):
     exp = make_experiment(project, 1)
-    (exp.output_dir / "evil.html").write_text("<script>alert(1)</script>")
-    (exp.output_dir / "history.csv").write_text("a,b\n1,2\n")
+    (exp.output_dir / "trial0" / "evil.html").write_text("<script>alert(1)</script>")
+    (exp.output_dir / "trial0" / "history.csv").write_text("a,b\n1,2\n")
     c = login(client, owner)
     base = reverse("experiment_file", args=[project.slug, 1, "x"]).removesuffix("x")
-    html = c.get(base + "evil.html?inline=1")
+    html = c.get(base + "trial0/evil.html?inline=1")
     assert "attachment" in html["Content-Disposition"]
-    csv = c.get(base + "history.csv?inline=1")
+    csv = c.get(base + "trial0/history.csv?inline=1")
     assert csv["Content-Type"].startswith("text/plain")
     assert csv["Content-Disposition"] == "inline"
     assert "sandbox" in csv["Content-Security-Policy"]

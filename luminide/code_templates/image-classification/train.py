@@ -188,7 +188,8 @@ def main() -> None:
                 step += 1
                 if not math.isfinite(train_loss):
                     write_row(epoch, samples, train=train_loss)
-                    print(f"epoch {epoch}: training diverged (loss {train_loss}); stopping")
+                    where = f"epoch {epoch + 1}/{args.epochs}"
+                    print(f"{where}: training diverged (loss {train_loss}); stopping")
                     return
                 val = val_minibatch_loss(step) if step % val_every == 0 else None
                 write_row(epoch, samples, train=train_loss, val=val)
@@ -200,7 +201,7 @@ def main() -> None:
                 torch.save(model.state_dict(), "model.pth")
                 marker = " (best, saved model.pth)"
             print(
-                f"epoch {epoch}: val_loss {val_loss:.4f} val_acc {val_acc:.3f} "
+                f"epoch {epoch + 1}/{args.epochs}: val_loss {val_loss:.4f} val_acc {val_acc:.3f} "
                 f"[{time.time() - start_time:.1f}s]{marker}",
                 flush=True,
             )

@@ -149,7 +149,7 @@ def main() -> None:
                 step += 1
                 if not math.isfinite(loss.item()):
                     write_row(epoch, it, train=loss.item())
-                    print(f"epoch {epoch}: training diverged; stopping")
+                    print(f"epoch {epoch + 1}/{args.epochs}: training diverged; stopping")
                     return
                 val = None
                 if step % val_every == 0:
@@ -163,7 +163,7 @@ def main() -> None:
             if val_loss < best:
                 best = val_loss
                 torch.save(model.state_dict(), "model.pth")
-            print(f"epoch {epoch}: val loss {val_loss:.4f} (best {best:.4f})")
+            print(f"epoch {epoch + 1}/{args.epochs}: val loss {val_loss:.4f} (best {best:.4f})")
 
 
 if __name__ == "__main__":

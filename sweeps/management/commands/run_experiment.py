@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.management.base import CommandError
+
 from sweeps.actions import do_start_experiment
 from sweeps.management.commands._experiment_command import ExperimentCommand
 from sweeps.models import Experiment
@@ -19,9 +21,12 @@ class Command(ExperimentCommand):
 
     def handle(self, *args, **options) -> None:
         project = self.get_project(options["project"])
-        experiment = do_start_experiment(
-            project, project.owner, fast=options["fast"], description=options["description"]
-        )
+        try:
+            experiment = do_start_experiment(
+                project, project.owner, fast=options["fast"], description=options["description"]
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(
             f"{project.slug}/{experiment.name} queued (experiment #{experiment.number})"
         )

@@ -169,6 +169,12 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
     wanted = _int_param(request, "trial", None)
     trial = next((t for t in trials if t.number == wanted), trials[0] if trials else None)
     config_text = _config_text(experiment, trial)
+    api_definition = ""
+    if experiment.kind == Experiment.Kind.API:
+        import yaml
+
+        shown = {k: v for k, v in experiment.spec.items() if k not in ("study_name", "updated")}
+        api_definition = yaml.safe_dump(shown, sort_keys=False, allow_unicode=True)
     return render(
         request,
         "sweeps/experiment_detail.html",
@@ -178,6 +184,7 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
             "trials": trials,
             "trial": trial,
             "config_text": config_text,
+            "api_definition": api_definition,
             "output_files": _output_files(experiment),
             "has_code_snapshot": _snapshot_dir(experiment) is not None,
             "is_active": experiment.state in ACTIVE_STATES,

@@ -139,7 +139,7 @@
 
   // ---------------------------------------------------------------- log
   function appendLog(text) {
-    if (!text) return;
+    if (!text || !logEl) return; // API experiments have no log
     const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
     logEl.append(document.createTextNode(text));
     // Keep the DOM bounded on chatty runs.
@@ -195,6 +195,7 @@
   // Log reads are serialised: two overlapping reads from one cursor would print twice.
   let logChain = Promise.resolve();
   function syncLog() {
+    if (!logEl) return logChain;
     logChain = logChain.then(readLog, readLog);
     return logChain;
   }

@@ -228,6 +228,18 @@ def test_detail_page(client, project, owner):
     assert "code/train.py" not in page  # the snapshot is not listed as an output
 
 
+def test_api_experiment_page_shows_its_definition_instead_of_log_and_files(
+    client, project, owner
+):
+    spec = {"name": "lr search", "parameters": [{"name": "lr", "type": "double"}],
+            "study_name": "luminide-api-x", "updated": 1}  # fmt: skip
+    exp = make_experiment(project, 1, kind=Experiment.Kind.API, spec=spec, rows=0)
+    page = login(client, owner).get(exp_url("experiment_detail", exp)).content.decode()
+    assert 'id="api-definition"' in page and "name: lr search" in page and "type: double" in page
+    assert "luminide-api-x" not in page  # internal keys stay hidden
+    assert 'id="log"' not in page and "Output files" not in page
+
+
 def test_a_run_from_before_trial_folders_still_shows_its_log_and_config(client, project, owner):
     exp = make_experiment(project, 1)
     trial = exp.trials.get()

@@ -23,7 +23,8 @@ from django.views.decorators.http import require_GET, require_POST
 from luminide import files
 from luminide.models import ApiToken, ComputeNode, Project
 
-SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
+SLUG_MAX_LENGTH = 63
+SLUG_RE = re.compile(rf"^[a-z0-9][a-z0-9-]{{0,{SLUG_MAX_LENGTH - 1}}}$")
 EDITOR_MODES = {
     ".py": "python",
     ".yaml": "yaml",
@@ -81,7 +82,11 @@ def project_list(request: HttpRequest) -> HttpResponse:
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = {key: request.POST.get(key, "").strip() for key in ("slug", "name", "template")}
-        if not SLUG_RE.match(form["slug"]):
+        if len(form["slug"]) > SLUG_MAX_LENGTH:
+            errors["slug"] = (
+                f"At most {SLUG_MAX_LENGTH} characters (this one has {len(form['slug'])})."
+            )
+        elif not SLUG_RE.match(form["slug"]):
             errors["slug"] = (
                 "Use lowercase letters, digits and dashes (start with a letter or digit)."
             )

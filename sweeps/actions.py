@@ -173,9 +173,10 @@ def snapshot_code(experiment: Experiment) -> Path | None:
         return None
     experiment.output_dir.mkdir(parents=True, exist_ok=True)
     tmp = experiment.output_dir / f".code-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    shutil.copytree(
-        code_dir, tmp, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", ".git")
-    )
+    # Not the config backups "Use tuned config" leaves: they are not code the run uses, and
+    # every code diff would list them.
+    skipped = shutil.ignore_patterns("__pycache__", ".git", "config.yaml.bak-*")
+    shutil.copytree(code_dir, tmp, symlinks=True, ignore=skipped)
     try:
         tmp.rename(snapshot)  # atomic: parallel trials agree on one snapshot
     except OSError:

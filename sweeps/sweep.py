@@ -19,6 +19,7 @@ task, a restarted web process, worker or Redis (see :func:`do_reconcile_sweeps`)
 
 from __future__ import annotations
 
+import collections
 import csv
 import logging
 import math
@@ -143,6 +144,22 @@ def do_start_sweep(
     actions.snapshot_code(experiment)  # edits made during the sweep do not change later trials
     do_fill_sweep(experiment)
     return experiment
+
+
+def _all_failed_reason(trials) -> str:
+    """ "every trial failed" with the most common reason (by its first line) in full, from
+    the first trial that gave it, so the sweep page says what to fix."""
+    first_lines = [
+        (t.failure_reason.strip().splitlines() or [""])[0] for t in trials.order_by("number")
+    ]
+    counts = collections.Counter(line for line in first_lines if line)
+    if not counts:
+        return "every trial failed"
+    common, n = counts.most_common(1)[0]
+    trial = trials.order_by("number")[first_lines.index(common)]
+    share = f"all {n}" if n == len(first_lines) else f"{n} of {len(first_lines)}"
+    share = f" ({share} the same way)" if len(first_lines) > 1 else ""
+    return f"every trial failed{share}. Trial {trial.number}: {trial.failure_reason}"
 
 
 def _counted(experiment: Experiment):
@@ -428,7 +445,7 @@ def _finish_if_done(experiment: Experiment) -> None:
         # Queried here, not passed in: another advance may have told the best meanwhile.
         any_complete = _best_trial(experiment) is not None
         state = RunState.COMPLETE if any_complete else RunState.FAILED
-        reason = "" if any_complete else "every trial failed"
+        reason = "" if any_complete else _all_failed_reason(trials)
         Experiment.objects.filter(pk=experiment.pk).update(
             state=state, failure_reason=reason, finished_at=timezone.now()
         )

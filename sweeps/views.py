@@ -29,7 +29,7 @@ from sweeps.actions import (
     do_start_experiment,
     do_update_experiment_description,
 )
-from sweeps.models import ACTIVE_STATES, Experiment, Trial
+from sweeps.models import ACTIVE_STATES, Experiment, RunState, Trial
 
 MAX_DIFF_FILE_BYTES = 512 * 1024
 INLINE_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
@@ -463,18 +463,22 @@ def experiment_compare(request: HttpRequest, slug: str) -> HttpResponse:
         project.experiments.filter(number__in=numbers).prefetch_related(_trials_prefetch())
     )
     experiments.sort(key=lambda e: numbers.index(e.number))
-    series = [
-        {
-            "number": e.number,
-            "name": e.name,
-            "description": e.description,
-            "state": e.state,
-            "history_url": reverse(
-                "experiment_history", kwargs={"slug": project.slug, "number": e.number}
-            ),
-        }
-        for e in experiments
-    ]
+    series = []
+    for e in experiments:
+        trials = list(e.trials.all())
+        trial = _compared_trial(trials)
+        series.append(
+            {
+                "number": e.number,
+                "name": e.name if len(trials) < 2 else f"{e.name} trial {trial}",
+                "description": e.description,
+                "state": e.state,
+                "trial": trial,
+                "history_url": reverse(
+                    "experiment_history", kwargs={"slug": project.slug, "number": e.number}
+                ),
+            }
+        )
     choices = project.experiments.order_by("-number").values("number", "description", "state")
     return render(
         request,
@@ -488,6 +492,14 @@ def experiment_compare(request: HttpRequest, slug: str) -> HttpResponse:
             "nav": "experiments",
         },
     )
+
+
+def _compared_trial(trials: list[Trial]) -> int:
+    """The trial a comparison charts: a sweep's best (by its objective), else the run."""
+    told = [t for t in trials if t.state == RunState.COMPLETE and t.value is not None]
+    if told:
+        return min(told, key=lambda t: (t.value, t.number)).number
+    return min((t.number for t in trials), default=0)
 
 
 def _snapshot_texts(snapshot: Path | None) -> dict[str, str | None]:

@@ -15,7 +15,7 @@
 
   Promise.all(
     series.map(async (s) => {
-      const resp = await fetch(s.history_url + "?trial=0", { headers: { Accept: "application/json" } });
+      const resp = await fetch(s.history_url + "?trial=" + s.trial, { headers: { Accept: "application/json" } });
       const data = await resp.json();
       const store = new C.HistoryStore();
       if (data.history) store.apply(data.history);

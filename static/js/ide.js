@@ -27,8 +27,7 @@
     styleActiveLine: true,
     readOnly: "nocursor",
     extraKeys: {
-      "Ctrl-S": () => save(),
-      "Cmd-S": () => save(),
+      // Ctrl-S / Cmd-S: the document's keydown handler below (here too, it saved twice).
       Tab: (cm) =>
         cm.somethingSelected() ? cm.indentSelection("add") : cm.replaceSelection(" ".repeat(cm.getOption("indentUnit"))),
     },

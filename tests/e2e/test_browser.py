@@ -86,9 +86,12 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
     app.keyboard.press("Control+End")
     app.keyboard.type("batch_sizes: [8, 16")
     expect(app.locator("#editor-dirty")).to_be_visible()
+    saves = []
+    app.on("request", lambda r: saves.append(r.url) if "/files/save" in r.url else None)
     app.keyboard.press("Control+s")
     error = app.locator("#editor-error")
     expect(error).to_be_visible()
+    assert len(saves) == 1, saves  # one key press, one save
     expect(error).to_contain_text("config.yaml not saved")
     expect(error).to_contain_text(re.compile(r"line \d+"))
     expect(app.locator(".cm-error-line")).to_have_count(1)

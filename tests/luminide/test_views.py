@@ -134,7 +134,12 @@ def test_create_project_rejects_bad_slug_and_template(client, owner, project):
     )
     assert long_name.status_code == 400
     assert "At most 200 characters (this one has 201)" in long_name.content.decode()
-    assert not Project.objects.filter(slug="fresh").exists()
+    long_slug = c.post(
+        reverse("project_list"), {"slug": "s" * 64, "template": "tabular-classification"}
+    )
+    assert long_slug.status_code == 400
+    assert "At most 63 characters (this one has 64)" in long_slug.content.decode()
+    assert not Project.objects.filter(slug__in=["fresh", "s" * 64]).exists()
 
 
 # ---------------------------------------------------------------- file API

@@ -79,7 +79,11 @@ def test_a_run_runs_the_code_as_it_was_when_train_was_clicked(owner, monkeypatch
     ``python ../code/train.py``: ``../code`` is the snapshot taken at the click."""
     monkeypatch.setattr("sweeps.tasks.run_trial.apply_async", lambda *a, **kw: None)
     project = _project(owner, **{"train.py": TRAIN_OK + "print('version', 1)\n"})
+    (project.code_dir / "config.yaml.bak-20261203-101010").write_text("lr: 9\n")
     experiment = do_start_experiment(project, owner)
+    snapshot = experiment.output_dir / "code"
+    assert (snapshot / "train.py").is_file()
+    assert not list(snapshot.glob("config.yaml.bak-*"))  # Use tuned config's backups
     (project.code_dir / "train.py").write_text(TRAIN_OK + "print('version', 2)\n")
     (project.code_dir / "config.yaml").write_text("lr: 0.2\n")
     trial = experiment.trials.get()

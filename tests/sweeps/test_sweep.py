@@ -209,7 +209,29 @@ def test_trial_lost_with_its_worker_is_retried_once_then_failed(project):
             assert trial.rows_stored == 0 and trial.best_val_loss is None
     assert trial.state == RunState.FAILED
     exp.refresh_from_db()
-    assert exp.state == RunState.FAILED and exp.failure_reason == "every trial failed"
+    assert exp.state == RunState.FAILED
+    assert exp.failure_reason == (
+        "every trial failed. Trial 0: lost worker: node-1 stopped sending heartbeats"
+    )
+
+
+@pytest.mark.django_db
+def test_a_sweep_whose_trials_all_fail_says_why(project):
+    exp = do_start_sweep(project, None, n_trials=3, parallel=3, seed=0)
+    reasons = [
+        "exit code 1\nValueError: arch must be one of small, wide",
+        "exit code 1\nValueError: arch must be one of small, wide",
+        "config.yaml line 3: invalid YAML",
+    ]
+    for trial, reason in zip(queued(exp), reasons, strict=True):
+        finish(trial, state=RunState.FAILED, reason=reason)
+    do_advance_sweep(exp.pk)
+    exp.refresh_from_db()
+    assert exp.state == RunState.FAILED
+    assert exp.failure_reason == (
+        "every trial failed (2 of 3 the same way). Trial 0: exit code 1\n"
+        "ValueError: arch must be one of small, wide"
+    )
 
 
 @pytest.mark.django_db

@@ -4,6 +4,7 @@ detail, history/log re-sync endpoints, downloads, description, delete, compare, 
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -228,9 +229,7 @@ def test_detail_page(client, project, owner):
     assert "code/train.py" not in page  # the snapshot is not listed as an output
 
 
-def test_api_experiment_page_shows_its_definition_instead_of_log_and_files(
-    client, project, owner
-):
+def test_api_experiment_page_shows_its_definition_instead_of_log_and_files(client, project, owner):
     spec = {"name": "lr search", "parameters": [{"name": "lr", "type": "double"}],
             "study_name": "luminide-api-x", "updated": 1}  # fmt: skip
     exp = make_experiment(project, 1, kind=Experiment.Kind.API, spec=spec, rows=0)
@@ -363,6 +362,21 @@ def test_compare_page(client, project, owner):
     )
     assert 'id="compare-series"' in page
     assert reverse("experiment_history", args=[project.slug, 2]) in page
+
+
+def test_compare_charts_a_sweeps_best_trial(client, project, owner):
+    make_experiment(project, 1)
+    sweep = make_experiment(project, 2, kind=Experiment.Kind.SWEEP, rows=0)
+    for number, value in ((1, 0.9), (2, 0.2), (3, None)):
+        Trial.objects.create(experiment=sweep, number=number, state=RunState.COMPLETE, value=value)
+    page = (
+        login(client, owner)
+        .get(reverse("experiment_compare", args=[project.slug]) + "?n=1&n=2")
+        .content.decode()
+    )
+    found = re.search(r'<script id="compare-series" type="application/json">(.*?)</script>', page)
+    series = json.loads(found.group(1))
+    assert [(s["name"], s["trial"]) for s in series] == [("exp1", 0), ("exp2 trial 2", 2)]
 
 
 def test_code_diff(client, project, owner):

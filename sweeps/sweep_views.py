@@ -33,7 +33,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from luminide.models import Project
+from luminide.models import ComputeNode, Project
 from sweeps import sweep_charts
 from sweeps.history import json_float
 from sweeps.models import ACTIVE_STATES, Experiment, RunState, TrialEpoch
@@ -138,6 +138,7 @@ def render_sweep_page(request: HttpRequest, project: Project, experiment: Experi
     if tuned.is_file() and not tuned.is_symlink():
         tuned_text = tuned.read_text(errors="replace")[:20_000]
     spec = experiment.spec or {}
+    workers = ComputeNode.objects.exclude(state=ComputeNode.State.OFFLINE).count()
     return render(
         request,
         "sweeps/sweep_detail.html",
@@ -149,6 +150,7 @@ def render_sweep_page(request: HttpRequest, project: Project, experiment: Experi
             "tuned_text": tuned_text,
             "has_results": (experiment.output_dir / RESULTS_CSV).is_file(),
             "is_active": experiment.state in ACTIVE_STATES,
+            "workers_online": workers,
             "can_resume": experiment.state == RunState.CANCELLED,
             "tuned_name": TUNED_CONFIG,
             "results_name": RESULTS_CSV,

@@ -213,8 +213,7 @@
         type: "scatter",
         mode: "lines+markers",
         line: { color: "#dc2626", width: 2 },
-        customdata: val.map((r) => r.epoch),
-        hovertemplate: "epoch %{customdata}: %{y:.4g}<extra>val loss</extra>",
+        hovertemplate: "epoch %{x}: %{y:.4g}<extra>val loss</extra>",
       },
     ];
     if (scored.length) {
@@ -226,8 +225,7 @@
         mode: "lines+markers",
         line: { color: "#4f46e5", width: 2, dash: "dot" },
         marker: { symbol: "diamond", size: 7 },
-        customdata: scored.map((r) => r.epoch),
-        hovertemplate: "epoch %{customdata}: %{y:.4g}<extra>Early Ranking score</extra>",
+        hovertemplate: "epoch %{x}: %{y:.4g}<extra>Early Ranking score</extra>",
       });
     }
     return {

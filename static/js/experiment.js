@@ -79,6 +79,14 @@
       if (!ACTIVE.has(exp.state)) {
         const cancel = document.getElementById("cancel-form");
         if (cancel) cancel.remove();
+        // Placeholders still here (nothing was drawn): stop saying "waiting".
+        for (const [id, text] of [
+          ["chart-loss", "No history.csv rows were stored."],
+          ["chart-epoch", "No epoch completed."],
+        ]) {
+          const empty = document.querySelector("#" + id + " .chart-empty");
+          if (empty) empty.textContent = text;
+        }
       }
     }
     if (exp.failure_reason && exp.state === "failed") {

@@ -162,11 +162,13 @@
         g.y.push(null);
         g.text.push("");
       }
+      // x is epochs completed, as on a run's own page: its first epoch (0 or 1) ends at 1.
+      const first = curve.epoch[0];
       for (let i = 0; i < curve.epoch.length; i++) {
         // An epoch without a value (no score computed for it) is skipped, so the trial's
         // line goes on; nulls only separate trials sharing a trace.
         if (ys[i] === null) continue;
-        g.x.push(curve.epoch[i]);
+        g.x.push(curve.epoch[i] - first + 1);
         g.y.push(ys[i]);
         g.text.push("trial " + r.number + (r.rank ? " · #" + r.rank : " · " + r.state));
       }

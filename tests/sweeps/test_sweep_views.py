@@ -11,6 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from luminide.models import ComputeNode
 from sweeps import studies
 from sweeps.models import Experiment, RunState, Trial, TrialEpoch
 from sweeps.sweep import RESULTS_CSV, TUNED_CONFIG
@@ -180,6 +181,17 @@ def test_sweep_page_renders_for_sweeps_and_trial_pages_stay(client, project, own
     # One trial of the sweep keeps the experiment page (live chart and log of that trial).
     trial_page = client.get(url("experiment_detail", exp) + "?trial=1").content.decode()
     assert 'id="experiment"' in trial_page and 'id="sweep"' not in trial_page
+
+
+def test_a_running_sweep_says_when_fewer_workers_than_parallel_are_online(client, project, owner):
+    exp = make_sweep(project, state=RunState.RUNNING)  # parallel 2
+    client.force_login(owner)
+    ComputeNode.objects.create(hostname="w1", state=ComputeNode.State.BUSY)
+    ComputeNode.objects.create(hostname="w0", state=ComputeNode.State.OFFLINE)
+    page = client.get(url("experiment_detail", exp)).content.decode()
+    assert "1 worker online" in page
+    ComputeNode.objects.create(hostname="w2", state=ComputeNode.State.IDLE)
+    assert "workers-note" not in client.get(url("experiment_detail", exp)).content.decode()
 
 
 def test_data_payload(client, project, owner):

@@ -88,6 +88,8 @@
   function historyFigure(s) {
     const h = s.history;
     const last = h.x.length ? h.x[h.x.length - 1] : 0;
+    const values = h.y.map(num).filter((v) => v !== null && Number.isFinite(v));
+    const single = values.length === 1 ? values[0] : null;
     const data = [
       {
         name: s.experiment.objective,
@@ -118,7 +120,8 @@
           dtick: last < 15 ? 1 : undefined,
           range: h.x.length < 2 ? [-0.5, Math.max(1, last) + 0.5] : undefined,
         },
-        yaxis: { title: { text: s.experiment.objective } },
+        // One value: Plotly would centre it on a unit range (a loss axis down to -0.5).
+        yaxis: { title: { text: s.experiment.objective }, range: single > 0 ? [0, 2 * single] : undefined },
       }),
     };
   }
@@ -212,9 +215,22 @@
         uirevision: "curves-" + field,
         // Whole epochs: no 0.5 ticks on a Fast Sweep's few epochs.
         xaxis: { title: { text: "epoch", standoff: 6 }, dtick: lastEpoch < 15 ? 1 : undefined },
-        yaxis: { title: { text: yTitle + (logY ? " (log)" : "") }, type: logY ? "log" : "linear", dtick: logY ? "D2" : undefined },
+        yaxis: { title: { text: yTitle + (logY ? " (log)" : "") }, type: logY ? "log" : "linear", ...(logY ? logTicks(lo, hi) : {}) },
       }),
     };
+  }
+
+  // Log-axis ticks at 1, 2 and 5 times powers of ten, labelled in full: Plotly's own minor
+  // labels read "5" for 0.5.
+  function logTicks(lo, hi) {
+    const vals = [];
+    for (let d = Math.floor(Math.log10(lo)); d <= Math.ceil(Math.log10(hi)); d++) {
+      for (const m of [1, 2, 5]) {
+        const v = Number((m * Math.pow(10, d)).toPrecision(1));
+        if (v >= lo / 1.5 && v <= hi * 1.5) vals.push(v);
+      }
+    }
+    return { tickvals: vals, ticktext: vals.map(String) };
   }
 
   function parcoordsFigure(s) {

@@ -56,9 +56,16 @@
     document.title = (dirty ? "● " : "") + document.title.replace(/^● /, "");
   }
   editor.on("change", refreshDirty);
+  // The error is about the text as it was saved: once edited, say so (it may be fixed).
+  editor.on("change", () => {
+    if (errorEl.hidden || errorEl.classList.contains("stale")) return;
+    errorEl.classList.add("stale");
+    errorEl.append(" (edited since: Ctrl-S checks again)");
+  });
 
   function clearError() {
     errorEl.hidden = true;
+    errorEl.classList.remove("stale");
     errorEl.textContent = "";
     if (errorMark !== null) {
       editor.removeLineClass(errorMark, "background", "cm-error-line");
@@ -68,6 +75,7 @@
 
   function showError(data) {
     errorEl.hidden = false;
+    errorEl.classList.remove("stale");
     errorEl.textContent = data.error || "Not saved";
     if (data.line) {
       const line = data.line - 1;

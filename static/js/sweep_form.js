@@ -28,6 +28,9 @@
     const dirty = document.getElementById("editor-dirty");
     const save = document.getElementById("save-button");
     if (!dirty || dirty.hidden || !save) return true;
+    // An error shown by an earlier save is not this save's answer: wait for a fresh one.
+    const shown = document.getElementById("editor-error");
+    if (shown) shown.hidden = true;
     save.click();
     for (let i = 0; i < 100; i++) {
       await sleep(50);

@@ -103,6 +103,7 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
     app.keyboard.press("End")
     app.keyboard.press("Shift+Home")
     app.keyboard.press("Backspace")
+    expect(error).to_contain_text("(edited since: Ctrl-S checks again)")
     app.keyboard.press("Control+s")
     expect(app.locator("#editor-status")).to_contain_text("Saved")
     expect(error).to_be_hidden()

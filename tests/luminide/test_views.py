@@ -281,6 +281,7 @@ def test_tokens_create_shows_raw_once_and_revoke(client, owner, outsider):
     assert ApiToken.objects.authenticate(raw) == token
     # The client snippet's URL works as is: the sigopt client adds /v1 itself.
     assert 'conn.set_api_url("http://testserver")' in page
+    assert f'<a href="{reverse("api-openapi")}">OpenAPI description</a>' in page
     assert raw not in c.get(reverse("tokens")).content.decode()  # shown once
     # Another user cannot revoke it.
     other = client.__class__()

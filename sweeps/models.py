@@ -88,6 +88,13 @@ class Experiment(models.Model):
         return self.kind in (self.Kind.SWEEP, self.Kind.FAST_SWEEP)
 
     @property
+    def state_label(self) -> str:
+        """The state as shown: a sweep ended by its Stop button (and resumable) is "Stopped"."""
+        if self.is_sweep and self.state == RunState.CANCELLED:
+            return "Stopped"
+        return self.get_state_display()
+
+    @property
     def is_fast(self) -> bool:
         return self.kind in (self.Kind.FAST_TRAIN, self.Kind.FAST_SWEEP)
 

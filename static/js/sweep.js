@@ -547,7 +547,9 @@
     const badge = document.querySelector("#exp-state .badge");
     if (badge) {
       badge.className = "badge badge-" + expState;
-      badge.innerHTML = (expState === "running" ? '<span class="pulse"></span>' : "") + expState[0].toUpperCase() + expState.slice(1);
+      // A sweep ended by Stop can be resumed: "Stopped", as the server renders it.
+      const label = expState === "cancelled" ? "Stopped" : expState[0].toUpperCase() + expState.slice(1);
+      badge.innerHTML = (expState === "running" ? '<span class="pulse"></span>' : "") + label;
     }
     const failed = expState === "failed" && Boolean(failure);
     document.getElementById("failure").hidden = !failed; // resumed: the banner goes

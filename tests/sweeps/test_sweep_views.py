@@ -194,6 +194,15 @@ def test_a_running_sweep_says_when_fewer_workers_than_parallel_are_online(client
     assert "workers-note" not in client.get(url("experiment_detail", exp)).content.decode()
 
 
+def test_a_stopped_sweep_reads_stopped_not_cancelled(client, project, owner):
+    exp = make_sweep(project, state=RunState.CANCELLED)
+    client.force_login(owner)
+    page = client.get(url("experiment_detail", exp)).content.decode()
+    assert '<span class="badge badge-cancelled">Stopped</span>' in page and "Resume" in page
+    listing = client.get(reverse("experiment_list", args=[project.slug])).content.decode()
+    assert '<span class="badge badge-cancelled">Stopped</span>' in listing
+
+
 def test_data_payload(client, project, owner):
     exp = make_sweep(project, fast=True)
     client.force_login(owner)

@@ -215,7 +215,7 @@ def user_runs(dirs: Sequence[str], min_epochs: int = 10) -> list[RunData]:
                 skipped["unreadable"] += 1
                 continue
             if len(h):
-                task = "user:" + os.path.relpath(os.path.dirname(os.path.dirname(path)), d)
+                task = "user:" + os.path.relpath(_comparable_runs_folder(path), d)
                 found.append((task, int(h["epoch"].nunique()), h))
     longest: dict[str, int] = {}
     for task, n_logged, _h in found:
@@ -255,6 +255,17 @@ def user_runs(dirs: Sequence[str], min_epochs: int = 10) -> list[RunData]:
             file=sys.stderr,
         )
     return out
+
+
+def _comparable_runs_folder(history_csv: str) -> str:
+    """The folder whose runs are one task: the parent of the run folder (a sweep's
+    ``expN`` for its ``trialK``), but the project's ``output`` for a single run, which runs
+    alone in ``output/expN/trial0`` beside the project's other runs."""
+    run_dir = os.path.dirname(history_csv)
+    folder = os.path.dirname(run_dir)
+    if os.path.basename(run_dir) == "trial0" and not os.path.isdir(os.path.join(folder, "trial1")):
+        folder = os.path.dirname(folder)
+    return folder
 
 
 def _final_best(p: Prefix) -> float:

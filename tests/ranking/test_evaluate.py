@@ -90,6 +90,20 @@ def test_user_runs_from_folders(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert len(runs) == 2 and {r.task for r in runs} == {"user:proj"}
     assert all(r.total_epochs == 10 for r in runs)
     assert sorted(r.outcome["full"] for r in runs)[0] == 1.1 * 0.5**10
+    # Luminide's own layout: single runs in output/expN/trial0 are compared with each other
+    # (a stopped one is left out), a sweep's trials within their sweep.
+    out = tmp_path / "luminide" / "output"
+    for folder, epochs in (("exp1/trial0", 10), ("exp2/trial0", 10), ("exp3/trial0", 6)):
+        (out / folder).mkdir(parents=True)
+        lines = ["epoch,train_loss,val_loss"] + [f"{e},1.0,1.0" for e in range(1, epochs + 1)]
+        (out / folder / "history.csv").write_text("\n".join(lines) + "\n")
+    for trial in ("trial0", "trial1"):
+        (out / "exp4" / trial).mkdir(parents=True)
+        (out / "exp4" / trial / "history.csv").write_text(
+            (out / "exp1/trial0/history.csv").read_text()
+        )
+    tasks = sorted(r.task for r in user_runs([str(tmp_path / "luminide")], min_epochs=5))
+    assert tasks == ["user:output", "user:output", "user:output/exp4", "user:output/exp4"]
     with pytest.raises(ValueError, match="is not a folder"):
         user_runs([str(tmp_path / "typo")])
     (tmp_path / "nothing").mkdir()

@@ -655,6 +655,8 @@
     }, delay);
   }
 
+  const IMPORTANCE_FEW = 10;
+
   function maybeImportance(data) {
     const note = document.getElementById("importance-note");
     if (data.n_complete < 2) {
@@ -674,6 +676,9 @@
         if (imp.status === "ok" && imp.importance.length) {
           C.draw(el, importanceFigure(imp));
           el.dataset.params = String(imp.importance.length);
+          // fANOVA fits a forest to the completed trials: with few, its shares are rough.
+          const few = imp.n_complete < IMPORTANCE_FEW;
+          setText("importance-basis", " · " + imp.n_complete + " trials" + (few ? ": rough below " + IMPORTANCE_FEW : ""));
         } else {
           emptyChart(el, imp.status === "error" ? "Not available: " + imp.message : "Needs 2 completed trials");
         }

@@ -130,6 +130,8 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
         "() => Number(document.getElementById('chart-importance').dataset.params || 0) > 0"
         " || document.getElementById('chart-importance').textContent.includes('Not available')"
     )
+    if app.evaluate("Number(document.getElementById('chart-importance').dataset.params || 0)"):
+        expect(app.locator("#importance-basis")).to_have_text(" · 3 trials: rough below 10")
     expect(app.locator("#tuned-config")).to_contain_text("lr:")  # refreshed without reload
     # The page settles on the final best: table, and the tuned config card re-rendered.
     number = int(app.get_attribute("#sweep", "data-number"))
@@ -194,6 +196,7 @@ def test_sweep_page_with_1000_trials_stays_usable(app: Page, luminide_stack, scr
         "() => Number(document.getElementById('chart-importance').dataset.params || 0) > 0",
         timeout=120_000,
     )
+    expect(app.locator("#importance-basis")).to_have_text(re.compile(r"^ · \d{3,4} trials$"))
     shot(app, screenshot_dir, "sweep-06-1000-trials")
     assert not app.errors, app.errors  # type: ignore[attr-defined]
     # Headless Chromium draws WebGL in software (swiftshader) on a shared 2-core machine:

@@ -263,9 +263,10 @@ def _comparable_runs_folder(history_csv: str) -> str:
     alone in ``output/expN/trial0`` beside the project's other runs."""
     run_dir = os.path.dirname(history_csv)
     folder = os.path.dirname(run_dir)
-    if os.path.basename(run_dir) == "trial0" and not os.path.isdir(os.path.join(folder, "trial1")):
-        folder = os.path.dirname(folder)
-    return folder
+    single = os.path.basename(run_dir) == "trial0" and not any(
+        os.path.exists(os.path.join(folder, name)) for name in ("trial1", "sweep_results.csv")
+    )
+    return os.path.dirname(folder) if single else folder
 
 
 def _final_best(p: Prefix) -> float:

@@ -307,10 +307,15 @@ def _batch(
     t_fin = use & ~np.isnan(tr_mean)
     gl = np.minimum(g0 + n_use - 1, ng - 1)  # each history's last used epoch (if any rows)
     fin_any = np.bincount(ghid[fin], minlength=n) > 0
-    # pandas' to_csv writes a NaN loss as a blank cell, so divergence also shows as the last
-    # epoch's losses going missing: both, where earlier epochs had them (one blank column is
-    # a missing value: train loss logged every few epochs, a new epoch's first val row).
+    # pandas' to_csv writes a NaN loss as a blank cell, so divergence also shows as losses
+    # going missing: both of the last epoch's (one blank column is a missing value: train
+    # loss logged every few epochs, a new epoch's first val row), or the last row being a
+    # step with no loss at all, which no healthy script writes.
     missing = ~fin[gl] & ~t_fin[gl]
+    last = np.cumsum(lens) - 1
+    has_rows = lens > 0
+    li = last[has_rows]
+    missing[has_rows] |= ~end[li] & np.isnan(train[li]) & np.isnan(val[li]) & np.isnan(ev[li])
     div[:] = (lens == 0) | bad | late | ~fin_any | missing
     if div.all():
         return

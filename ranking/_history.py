@@ -33,11 +33,10 @@ _FLOAT_NAMES = ("train_loss", "val_loss", "epoch_val_loss")
 _KNOWN = {"epoch", *_STEP_NAMES, *_FLOAT_NAMES}
 #: Largest epoch / step magnitude accepted: integers up to here are exact in float64.
 MAX_INT = 2**53
-#: Cells that hold no value (NaN in the frame).
+#: Cells that hold no value (NaN in the frame). A NaN written out ("nan", any spelling)
+#: means the run diverged (ARCHITECTURE §3): it is read as +inf, so it cannot be mistaken
+#: for a blank cell.
 _MISSING_WORDS = {"", "NA", "N/A", "null", "NULL", "None"}
-#: A NaN loss written out ("nan") means the run diverged (ARCHITECTURE §3): read as +inf, so
-#: it cannot be mistaken for a blank cell.
-_NAN_WORDS = {"nan", "NaN", "NAN", "-nan"}
 
 
 def _source_name(source: object) -> str:
@@ -82,9 +81,10 @@ def _parse_float(cell: str) -> float:
     cell = cell.strip()
     if cell in _MISSING_WORDS:
         return math.nan
-    if cell in _NAN_WORDS:
-        return math.inf
-    return float(cell)  # accepts inf, -inf, Infinity, 1e-3
+    if cell.lstrip("+-").lower().startswith("nan("):
+        return math.inf  # C runtimes' "nan(ind)", as pyarrow reads it
+    value = float(cell)  # accepts inf, -inf, Infinity, 1e-3, nan in any case and sign
+    return math.inf if math.isnan(value) else value  # a written nan: diverged
 
 
 def read_history(

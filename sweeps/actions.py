@@ -162,28 +162,52 @@ def do_create_experiment(
     raise AssertionError("unreachable")
 
 
-def snapshot_code(experiment: Experiment) -> Path | None:
-    """Copy the project's ``code/`` to ``output/expN/code`` once per experiment (a later call
-    keeps the first copy); None when the project has no code folder."""
-    snapshot = experiment.output_dir / "code"
-    if snapshot.is_dir():
-        return snapshot
-    code_dir = experiment.project.code_dir
-    if not code_dir.is_dir():
+def copy_code(project: Project, into: Path) -> Path | None:
+    """Copy the project's ``code/`` to a new hidden folder in ``into``; None when the project
+    has no code folder.
+
+    Raises:
+        ValueError: a file cannot be copied (named; nothing is left behind).
+    """
+    if not project.code_dir.is_dir():
         return None
-    experiment.output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = experiment.output_dir / f".code-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    into.mkdir(parents=True, exist_ok=True)
+    copy = into / f".code-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     # Not the config backups "Use tuned config" leaves: they are not code the run uses, and
     # every code diff would list them.
     skipped = shutil.ignore_patterns("__pycache__", ".git", "config.yaml.bak-*")
-    shutil.copytree(code_dir, tmp, symlinks=True, ignore=skipped)
     try:
-        tmp.rename(snapshot)  # atomic: parallel trials agree on one snapshot
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not snapshot.is_dir():
-            raise
-    return snapshot
+        shutil.copytree(project.code_dir, copy, symlinks=True, ignore=skipped)
+    except OSError as exc:
+        shutil.rmtree(copy, ignore_errors=True)
+        failures = exc.args[0] if isinstance(exc, shutil.Error) and exc.args else None
+        if failures and isinstance(failures, list):
+            source, _target, why = failures[0]
+            name = os.path.relpath(source, project.code_dir)
+            raise ValueError(f"code/{name}: cannot be copied for the run ({why})") from None
+        raise ValueError(f"code/ cannot be copied for the run ({exc})") from None
+    return copy
+
+
+def snapshot_code(experiment: Experiment, copy: Path | None = None) -> Path | None:
+    """Make ``copy`` (from :func:`copy_code`, else a copy made now) the experiment's code
+    snapshot ``output/expN/code``, unless it has one (the first one stays); None when the
+    project has no code folder.
+
+    Raises:
+        ValueError: a file cannot be copied.
+    """
+    snapshot = experiment.output_dir / "code"
+    if not snapshot.is_dir():
+        copy = copy or copy_code(experiment.project, experiment.output_dir)
+        if copy is None:
+            return None
+        experiment.output_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            copy.rename(snapshot)  # atomic: parallel trials agree on one snapshot
+    if copy is not None and copy.exists():
+        shutil.rmtree(copy, ignore_errors=True)  # another snapshot was there first
+    return snapshot if snapshot.is_dir() else None
 
 
 def do_enqueue_trial(trial: Trial) -> None:
@@ -194,6 +218,16 @@ def do_enqueue_trial(trial: Trial) -> None:
     Trial.objects.filter(pk=trial.pk).update(task_id=task_id)
     trial.task_id = task_id
     transaction.on_commit(lambda: run_trial.apply_async((trial.pk,), queue="gpu", task_id=task_id))
+
+
+def check_script(project: Project, *, fast: bool = False) -> None:
+    """Raise ValueError unless the project's code has the script a run starts."""
+    script = project.code_dir / ("fast.sh" if fast else "full.sh")
+    if not script.is_file():
+        raise ValueError(
+            f"{script.name}: not found in the project's code/ ({script}); "
+            f"{'Fast Training' if fast else 'Train'} runs it"
+        )
 
 
 def do_start_experiment(
@@ -211,22 +245,24 @@ def do_start_experiment(
         The experiment (state QUEUED); the task is enqueued after commit.
 
     Raises:
-        ValueError: the script it runs is not in the project's code (nothing is created).
+        ValueError: the script it runs is not in the project's code, or a code file cannot
+            be copied for the snapshot (nothing is created).
     """
-    script = project.code_dir / ("fast.sh" if fast else "full.sh")
-    if not script.is_file():
-        raise ValueError(
-            f"{script.name}: not found in the project's code/ ({script}); "
-            f"{'Fast Training' if fast else 'Train'} runs it"
-        )
+    check_script(project, fast=fast)
     kind = Experiment.Kind.FAST_TRAIN if fast else Experiment.Kind.TRAIN
-    with transaction.atomic():
-        experiment = do_create_experiment(project, user, kind=kind, description=description)
-        # The code as it is now: edits made while the run waits in the queue are not in it.
-        snapshot_code(experiment)
-        trial = Trial.objects.create(experiment=experiment, number=0)
-        do_enqueue_trial(trial)
-        _emit_trial(trial)
+    # The code as it is now (edits made while the run waits in the queue are not in it),
+    # copied before the transaction: a big code folder must not hold the database lock.
+    copy = copy_code(project, project.output_dir)
+    try:
+        with transaction.atomic():
+            experiment = do_create_experiment(project, user, kind=kind, description=description)
+            snapshot_code(experiment, copy)
+            trial = Trial.objects.create(experiment=experiment, number=0)
+            do_enqueue_trial(trial)
+            _emit_trial(trial)
+    finally:
+        if copy is not None and copy.exists():
+            shutil.rmtree(copy, ignore_errors=True)
     return experiment
 
 

@@ -113,7 +113,10 @@ def prepare_run_dir(trial: Trial) -> Path:
     """Create the trial's run folder with its links and config (the snapshot is normally
     taken when the run is started; a run queued before it existed takes it now)."""
     experiment = trial.experiment
-    snapshot = actions.snapshot_code(experiment)
+    try:
+        snapshot = actions.snapshot_code(experiment)
+    except ValueError as exc:
+        raise TrialSetupError(str(exc)) from None
     if snapshot is None:
         raise TrialSetupError(f"the project has no code folder ({experiment.project.code_dir})")
     run_dir = trial.run_dir

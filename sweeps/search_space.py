@@ -125,18 +125,19 @@ def render_config(config: dict[str, Any], template: str | None = None) -> str:
     template's comments, order and spelling of unchanged values are kept and only changed
     values are rewritten in place; new keys go at the end."""
     plain = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    template = (template or "").removeprefix("\ufeff")  # a BOM would end up mid-file
     try:
-        root = yaml.compose(template or "", Loader=yaml.SafeLoader)
+        root = yaml.compose(template, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return plain
     if not isinstance(root, yaml.MappingNode):
         return plain
-    text, seen = template or "", set()
+    text, seen = template, set()
     # Back to front, so the earlier nodes' offsets stay valid.
     for key_node, value_node in reversed(root.value):
         key = _construct(key_node)
         seen.add(key)
-        if key not in config or _construct(value_node) == config[key]:
+        if key not in config or _identical(_construct(value_node), config[key]):
             continue
         if not isinstance(value_node, yaml.ScalarNode):
             return plain
@@ -149,10 +150,19 @@ def render_config(config: dict[str, Any], template: str | None = None) -> str:
     if added:
         text = text.rstrip("\n") + "\n" + yaml.safe_dump(added, sort_keys=False)
     try:
-        same = yaml.safe_load(text) == config
+        same = _identical(yaml.safe_load(text), config)
     except yaml.YAMLError:
         same = False
     return text if same else plain
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Equal and of the same types (``1 == 1.0 == True`` would keep the template's type)."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_identical(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
 
 
 def _number(value: Any) -> int | float | None:

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -133,15 +134,23 @@ def do_start_sweep(
     _read_code_file(project, "fast.sh" if fast else "full.sh")  # else every trial would fail
     kind = Experiment.Kind.FAST_SWEEP if fast else Experiment.Kind.SWEEP
     spec = {"sweep_yaml": sweep_text, "n_trials": n_trials, "parallel": parallel, "seed": seed}
-    experiment = actions.do_create_experiment(
-        project, user, kind=kind, description=description, spec=spec, config=defaults
-    )
+    try:  # the code as it is now: edits made during the sweep do not change later trials
+        copy = actions.copy_code(project, project.output_dir)
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
+    try:
+        experiment = actions.do_create_experiment(
+            project, user, kind=kind, description=description, spec=spec, config=defaults
+        )
+        actions.snapshot_code(experiment, copy)
+    finally:
+        if copy is not None and copy.exists():
+            shutil.rmtree(copy, ignore_errors=True)
     # Unique across projects and re-created databases (the pk alone is not).
     spec["study"] = f"{project.slug}-exp{experiment.number}-{uuid.uuid4().hex[:8]}"
     Experiment.objects.filter(pk=experiment.pk).update(spec=spec)
     experiment.spec = spec
     studies.create_study(spec["study"], seed=seed)
-    actions.snapshot_code(experiment)  # edits made during the sweep do not change later trials
     do_fill_sweep(experiment)
     return experiment
 

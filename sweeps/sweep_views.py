@@ -502,9 +502,14 @@ def sweep_use_tuned(request: HttpRequest, slug: str, number: int) -> HttpRespons
 @require_POST
 def sweep_train_tuned(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     """Train with tuned config: apply it, then start a full training right away."""
-    from sweeps.actions import do_start_experiment
+    from sweeps.actions import check_script, do_start_experiment
 
     experiment = _get_sweep_for_user(request, slug, number)
+    try:
+        check_script(experiment.project)  # before code/config.yaml is changed
+    except ValueError as exc:
+        messages.error(request, f"Could not start: {exc}")
+        return _back(experiment)
     if not _apply_or_message(request, experiment):
         return _back(experiment)
     try:

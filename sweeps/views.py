@@ -466,7 +466,7 @@ def experiment_compare(request: HttpRequest, slug: str) -> HttpResponse:
     series = []
     for e in experiments:
         trials = list(e.trials.all())
-        trial = _compared_trial(trials)
+        trial = _compared_trial(trials, e.best_value)
         series.append(
             {
                 "number": e.number,
@@ -479,7 +479,7 @@ def experiment_compare(request: HttpRequest, slug: str) -> HttpResponse:
                 ),
             }
         )
-    choices = project.experiments.order_by("-number").values("number", "description", "state")
+    choices = project.experiments.order_by("-number").only("number", "description", "state", "kind")
     return render(
         request,
         "sweeps/compare.html",
@@ -494,11 +494,12 @@ def experiment_compare(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-def _compared_trial(trials: list[Trial]) -> int:
-    """The trial a comparison charts: a sweep's best (by its objective), else the run."""
+def _compared_trial(trials: list[Trial], best_value: float | None) -> int:
+    """The trial a comparison charts: the one holding the experiment's best value (a sweep
+    minimises; an API experiment may maximise), else the first."""
     told = [t for t in trials if t.state == RunState.COMPLETE and t.value is not None]
-    if told:
-        return min(told, key=lambda t: (t.value, t.number)).number
+    if told and best_value is not None:
+        return min(told, key=lambda t: (abs(t.value - best_value), t.number)).number
     return min((t.number for t in trials), default=0)
 
 

@@ -224,8 +224,9 @@
   // labels read "5" for 0.5.
   function logTicks(lo, hi) {
     const vals = [];
+    const steps = Math.log10(hi / lo) > 3 ? [1] : [1, 2, 5]; // a diverging trial: decades only
     for (let d = Math.floor(Math.log10(lo)); d <= Math.ceil(Math.log10(hi)); d++) {
-      for (const m of [1, 2, 5]) {
+      for (const m of steps) {
         const v = Number((m * Math.pow(10, d)).toPrecision(1));
         if (v >= lo / 1.5 && v <= hi * 1.5) vals.push(v);
       }

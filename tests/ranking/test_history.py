@@ -141,6 +141,7 @@ FAST_CASES = [
     EPOCHS,
     EPOCHS.replace("\n", "\r\n"),
     L3 + "0,0,32,inf,-inf,\n1,0,64,nan,NaN,\n2,0,64,NA,null,1e-3\n3,1,5,None,N/A,-nan\n",
+    L3 + "0,0,32,Nan,+nan,\n1,0,64,-NaN,nan(ind),\n",  # every spelling of a written NaN
     L3.replace("\n", ",note\n") + "0,0,3,1,,,x\n1,0,6,2,,,y\n",
     L3 + "0,0,32,1.0,,\n1,0,6",  # partial last line
     # Quoted fields, as pandas writes an extra column holding a comma; a quoted number.

@@ -108,8 +108,11 @@ class RankerContract:
         ]
         live = ",epoch,iter,train_loss,val_loss\n" + "\n".join(rows) + "\n20,4,0,,0.9\n"
         assert math.isfinite(ranker.score(read_history(io.StringIO(live))))
-        # Both columns blank at the end (pandas writes NaN losses as blank cells): diverged.
+        # Both columns blank at the end (pandas writes NaN losses as blank cells): diverged,
+        # also when the epoch began with a finite validation row.
         assert ranker.score(epoch_frame([1.0, 0.8, math.nan], [1.0, 0.9, math.nan])) == math.inf
+        diverged = live + "21,4,1,,\n"
+        assert ranker.score(read_history(io.StringIO(diverged))) == math.inf
 
     def test_all_nan_validation_is_inf(self, ranker: EarlyRanker) -> None:
         assert ranker.score(epoch_frame([math.nan, math.nan], [1.0, 0.9])) == math.inf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from datetime import timedelta
 
@@ -69,6 +70,19 @@ def test_start_without_the_script_creates_nothing(project, owner, enqueued):
         do_start_experiment(project, owner, fast=True)
     assert not project.experiments.exists() and enqueued == []
     assert not any(project.output_dir.glob("exp*"))
+
+
+def test_start_with_code_that_cannot_be_copied_says_which_file(project, owner, enqueued):
+    (project.code_dir / "full.sh").write_text("python ../code/train.py\n")
+    server = socket.socket(socket.AF_UNIX)  # a file copytree cannot copy
+    server.bind(str(project.code_dir / "live.sock"))
+    try:
+        with pytest.raises(ValueError, match=r"code/live\.sock: cannot be copied for the run"):
+            do_start_experiment(project, owner)
+    finally:
+        server.close()
+    assert not project.experiments.exists() and enqueued == []
+    assert list(project.output_dir.iterdir()) == []  # no half copy left behind
 
 
 @pytest.mark.django_db(transaction=True)

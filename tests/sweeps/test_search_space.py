@@ -213,3 +213,12 @@ def test_render_config_without_a_usable_template_is_plain_yaml(template):
     text = render_config(config, template)
     assert yaml.safe_load(text) == config
     assert "#" not in text
+
+
+def test_render_config_keeps_each_value_s_type_and_drops_a_bom():
+    template = "\ufeff# run\nepochs: 1.0\nmixup: 1\naug: false\ndropout: 0\n"
+    config = {"epochs": 1, "mixup": True, "aug": 0, "dropout": 0.0}
+    text = render_config(config, template)
+    assert text.startswith("# run\n")
+    loaded = yaml.safe_load(text)
+    assert loaded == config and [type(v) for v in loaded.values()] == [int, bool, int, float]

@@ -392,6 +392,16 @@ def test_invalid_tuned_config_is_not_copied(client, project, owner):
     assert project.experiments.count() == 1
 
 
+def test_train_with_tuned_config_without_full_sh_changes_nothing(client, project, owner):
+    exp = make_sweep(project)
+    (project.code_dir / "full.sh").unlink()
+    client.force_login(owner)
+    response = client.post(url("sweep_train_tuned", exp), follow=True)
+    assert "full.sh: not found in the project&#x27;s code/" in response.content.decode()
+    assert (project.code_dir / "config.yaml").read_text() == CONFIG_YAML  # not applied
+    assert project.experiments.count() == 1
+
+
 def test_train_with_tuned_config(client, project, owner):
     exp = make_sweep(project)
     client.force_login(owner)

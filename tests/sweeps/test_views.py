@@ -366,17 +366,25 @@ def test_compare_page(client, project, owner):
 
 def test_compare_charts_a_sweeps_best_trial(client, project, owner):
     make_experiment(project, 1)
-    sweep = make_experiment(project, 2, kind=Experiment.Kind.SWEEP, rows=0)
+    sweep = make_experiment(project, 2, kind=Experiment.Kind.SWEEP, rows=0, best_value=0.2)
     for number, value in ((1, 0.9), (2, 0.2), (3, None)):
         Trial.objects.create(experiment=sweep, number=number, state=RunState.COMPLETE, value=value)
+    # An API experiment that maximises its metric: its best is the highest value.
+    api = make_experiment(project, 3, kind=Experiment.Kind.API, rows=0, best_value=0.95)
+    for number, value in ((1, 0.1), (2, 0.95)):
+        Trial.objects.create(experiment=api, number=number, state=RunState.COMPLETE, value=value)
     page = (
         login(client, owner)
-        .get(reverse("experiment_compare", args=[project.slug]) + "?n=1&n=2")
+        .get(reverse("experiment_compare", args=[project.slug]) + "?n=1&n=2&n=3")
         .content.decode()
     )
     found = re.search(r'<script id="compare-series" type="application/json">(.*?)</script>', page)
     series = json.loads(found.group(1))
-    assert [(s["name"], s["trial"]) for s in series] == [("exp1", 0), ("exp2 trial 2", 2)]
+    assert [(s["name"], s["trial"]) for s in series] == [
+        ("exp1", 0),
+        ("exp2 trial 2", 2),
+        ("exp3 trial 2", 2),
+    ]
 
 
 def test_code_diff(client, project, owner):

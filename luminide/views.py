@@ -169,7 +169,8 @@ def file_open(request: HttpRequest, slug: str) -> JsonResponse:
 @login_required
 @require_POST
 def file_save(request: HttpRequest, slug: str) -> JsonResponse:
-    """Save a text file in ``code/``; YAML configs are validated first and refused whole."""
+    """Save a text file in ``code/`` (``create``: a new one, refused if it exists); YAML
+    configs are validated first and refused whole."""
     project = _get_project_for_user(request, slug)
     try:
         body = json.loads(request.body)
@@ -188,6 +189,8 @@ def file_save(request: HttpRequest, slug: str) -> JsonResponse:
         return JsonResponse({"error": str(exc), "path": rel}, status=400)
     if path.is_dir():
         return JsonResponse({"error": "is a folder", "path": rel}, status=400)
+    if body.get("create") and path.exists():  # New file must not overwrite one
+        return JsonResponse({"error": f"{rel} already exists", "path": rel}, status=400)
     if path.name in files.YAML_VALIDATED:
         problem = files.validate_yaml(path.name, content)
         if problem is not None:

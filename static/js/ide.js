@@ -220,6 +220,25 @@
   }
   document.getElementById("tree-refresh").addEventListener("click", loadTree);
 
+  // New file: an empty file at the path typed (folders are created), then opened.
+  document.getElementById("new-file").addEventListener("click", async () => {
+    const path = (window.prompt("New file in code/ (e.g. model.py or data/augment.py):") || "").trim();
+    if (!path) return;
+    const resp = await fetch(host.dataset.saveUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
+      body: JSON.stringify({ path: path, content: "", create: true }),
+    });
+    const data = await resp.json().catch(() => ({ error: "Could not create " + path + " (HTTP " + resp.status + ")" }));
+    if (!resp.ok) {
+      errorEl.hidden = false;
+      errorEl.textContent = data.error;
+      return;
+    }
+    await loadTree();
+    await open(data.path);
+  });
+
   function flatten(entries, out) {
     for (const e of entries) {
       if (e.type === "file") out.push(e.path);

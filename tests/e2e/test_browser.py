@@ -114,6 +114,13 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
     expect(app.locator("#editor-path")).to_have_text("train.py")
     expect(app.locator(".CodeMirror .cm-keyword").first).to_be_visible()
 
+    # New file: named in a prompt, created empty in code/ (with its folder) and opened.
+    app.once("dialog", lambda dialog: dialog.accept("notes/plan.md"))
+    app.click("#new-file")
+    expect(app.locator("#editor-path")).to_have_text("notes/plan.md")
+    expect(app.locator("#file-tree")).to_contain_text("plan.md")
+    assert (luminide_stack.demo_project / "code" / "notes" / "plan.md").read_text() == ""
+
     # Train (Fast Training): the experiment page shows the chart gaining points live.
     number = start_fast_training(app, "e2e fast run")
     expect(app.locator("h1")).to_have_text(f"exp{number}")

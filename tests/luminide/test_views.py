@@ -241,6 +241,22 @@ def test_valid_yaml_saved(client, owner, project):
     assert save(c, project, "other.yaml", "a: [").status_code == 200
 
 
+def test_new_file_is_created_but_never_overwrites(client, owner, project):
+    c = client_for(client, owner)
+    url = reverse("file_save", args=[project.slug])
+
+    def create(path):
+        body = json.dumps({"path": path, "content": "", "create": True})
+        return c.post(url, data=body, content_type="application/json")
+
+    assert create("models/resnet.py").status_code == 200
+    assert (project.code_dir / "models" / "resnet.py").read_text() == ""
+    taken = create("train.py")
+    assert taken.status_code == 400 and taken.json()["error"] == "train.py already exists"
+    assert (project.code_dir / "train.py").read_text() == "print('hi')\n"
+    assert create("../outside.py").status_code == 400
+
+
 def test_save_rejects_malformed_body(client, owner, project):
     c = client_for(client, owner)
     url = reverse("file_save", args=[project.slug])

@@ -16,6 +16,7 @@ urlpatterns = [
     path("projects/<slug:slug>/files/tree", views.file_tree, name="file_tree"),
     path("projects/<slug:slug>/files/open", views.file_open, name="file_open"),
     path("projects/<slug:slug>/files/save", views.file_save, name="file_save"),
+    path("projects/<slug:slug>/files/delete", views.file_delete, name="file_delete"),
     path("nodes/", views.nodes, name="nodes"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),

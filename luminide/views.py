@@ -208,6 +208,25 @@ def file_save(request: HttpRequest, slug: str) -> JsonResponse:
 
 
 @login_required
+@require_POST
+def file_delete(request: HttpRequest, slug: str) -> JsonResponse:
+    """Delete one file in ``code/`` (not a folder). Experiments keep their snapshot copy."""
+    project = _get_project_for_user(request, slug)
+    try:
+        rel = str(json.loads(request.body)["path"])
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"error": "expected JSON {path}"}, status=400)
+    try:
+        path = files.resolve_inside(project.code_dir, rel)
+    except files.UnsafePath as exc:
+        return JsonResponse({"error": str(exc), "path": rel}, status=400)
+    if not path.is_file():
+        return JsonResponse({"error": f"{rel} is not a file", "path": rel}, status=400)
+    path.unlink()
+    return JsonResponse({"ok": True, "path": rel})
+
+
+@login_required
 def nodes(request: HttpRequest) -> HttpResponse:
     """Compute nodes (Celery workers on the gpu queue) and what each is running."""
     node_list = list(ComputeNode.objects.all())

@@ -9,6 +9,7 @@
   const statusEl = document.getElementById("editor-status");
   const errorEl = document.getElementById("editor-error");
   const saveBtn = document.getElementById("save-button");
+  const deleteBtn = document.getElementById("delete-button");
   const trainForm = document.getElementById("train-form");
   if (!host || !treeEl) return;
 
@@ -52,6 +53,7 @@
     const dirty = isDirty();
     dirtyEl.hidden = !dirty;
     saveBtn.disabled = current === null;
+    deleteBtn.disabled = current === null;
     saveBtn.classList.toggle("btn-primary", dirty);
     document.title = (dirty ? "● " : "") + document.title.replace(/^● /, "");
   }
@@ -137,6 +139,33 @@
     return true;
   }
   saveBtn.addEventListener("click", () => save());
+
+  // Delete the open file from code/ (experiments keep their own snapshot copy).
+  deleteBtn.addEventListener("click", async () => {
+    if (current === null) return;
+    if (!window.confirm("Delete code/" + current + "? Experiments that ran with it keep their copy.")) return;
+    const resp = await fetch(host.dataset.deleteUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
+      body: JSON.stringify({ path: current }),
+    });
+    const data = await resp.json().catch(() => ({ error: "Delete failed (HTTP " + resp.status + ")" }));
+    if (!resp.ok) {
+      errorEl.hidden = false;
+      errorEl.textContent = data.error;
+      return;
+    }
+    current = null;
+    editor.setValue("");
+    editor.setOption("readOnly", "nocursor");
+    cleanGen = editor.changeGeneration();
+    pathEl.textContent = "Select a file";
+    pathEl.classList.add("muted");
+    setStatus("Deleted " + data.path, "ok");
+    refreshDirty();
+    history.replaceState(null, "", location.pathname);
+    await loadTree();
+  });
   document.addEventListener("keydown", (ev) => {
     if ((ev.ctrlKey || ev.metaKey) && ev.key === "s") {
       ev.preventDefault();

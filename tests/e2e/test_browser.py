@@ -120,6 +120,12 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
     expect(app.locator("#editor-path")).to_have_text("notes/plan.md")
     expect(app.locator("#file-tree")).to_contain_text("plan.md")
     assert (luminide_stack.demo_project / "code" / "notes" / "plan.md").read_text() == ""
+    # ... and Delete removes it again (after a confirm).
+    app.once("dialog", lambda dialog: dialog.accept())
+    app.click("#delete-button")
+    expect(app.locator("#editor-status")).to_have_text("Deleted notes/plan.md")
+    expect(app.locator("#file-tree")).not_to_contain_text("plan.md")
+    assert not (luminide_stack.demo_project / "code" / "notes" / "plan.md").exists()
 
     # Train (Fast Training): the experiment page shows the chart gaining points live.
     number = start_fast_training(app, "e2e fast run")

@@ -88,6 +88,13 @@ def test_project_access(client, project, owner, collaborator, outsider, who, sta
     assert saved.status_code == status
     expected = "print('changed')\n" if status == 200 else "print('hi')\n"
     assert (project.code_dir / "train.py").read_text() == expected
+    deleted = c.post(
+        reverse("file_delete", args=[project.slug]),
+        data=json.dumps({"path": "train.py"}),
+        content_type="application/json",
+    )
+    assert deleted.status_code == status
+    assert (project.code_dir / "train.py").exists() is (status != 200)
 
 
 def test_project_list_shows_only_visible_projects(client, project, outsider, collaborator):
@@ -255,6 +262,23 @@ def test_new_file_is_created_but_never_overwrites(client, owner, project):
     assert taken.status_code == 400 and taken.json()["error"] == "train.py already exists"
     assert (project.code_dir / "train.py").read_text() == "print('hi')\n"
     assert create("../outside.py").status_code == 400
+
+
+def test_delete_file_removes_one_file_only(client, owner, project):
+    c = client_for(client, owner)
+    url = reverse("file_delete", args=[project.slug])
+    (project.code_dir / "pkg").mkdir(exist_ok=True)
+    (project.code_dir / "pkg" / "extra.py").write_text("x = 1\n")
+
+    def delete(path):
+        return c.post(url, data=json.dumps({"path": path}), content_type="application/json")
+
+    assert delete("pkg/extra.py").status_code == 200
+    assert not (project.code_dir / "pkg" / "extra.py").exists()
+    assert delete("pkg").json()["error"] == "pkg is not a file"
+    assert delete("missing.py").status_code == 400
+    assert delete("../secret.txt").status_code == 400
+    assert (project.code_dir / "train.py").is_file()
 
 
 def test_save_rejects_malformed_body(client, owner, project):

@@ -486,6 +486,7 @@
             const badge = document.createElement("span");
             badge.className = "badge badge-" + r.state;
             badge.textContent = r.state[0].toUpperCase() + r.state.slice(1);
+            if (r.reason) badge.title = r.reason; // the Note column is often scrolled away
             td.append(badge);
           } else if (c.key === "rank") {
             if (r.rank) {

@@ -189,9 +189,12 @@ def file_save(request: HttpRequest, slug: str) -> JsonResponse:
         return JsonResponse({"error": str(exc), "path": rel}, status=400)
     if path.is_dir():
         return JsonResponse({"error": "is a folder", "path": rel}, status=400)
-    if body.get("create") and path.exists():  # New file must not overwrite one
-        return JsonResponse({"error": f"{rel} already exists", "path": rel}, status=400)
-    if path.name in files.YAML_VALIDATED:
+    create = bool(body.get("create"))
+    if create:  # New file: never over a file, never where the file tree cannot show it
+        problem = _new_file_problem(rel, path, project.code_dir.resolve())
+        if problem:
+            return JsonResponse({"error": problem, "path": rel}, status=400)
+    if path.name in files.YAML_VALIDATED and not (create and content == ""):
         problem = files.validate_yaml(path.name, content)
         if problem is not None:
             return JsonResponse(
@@ -204,7 +207,25 @@ def file_save(request: HttpRequest, slug: str) -> JsonResponse:
         return JsonResponse(
             {"error": f"cannot write {rel}: {exc.strerror}", "path": rel}, status=400
         )
+    rel = path.relative_to(project.code_dir.resolve()).as_posix()  # "./a.py" is "a.py"
     return JsonResponse({"ok": True, "path": rel, "size": path.stat().st_size})
+
+
+def _new_file_problem(rel: str, path: Path, code_dir: Path) -> str | None:
+    """Why ``rel`` cannot be a new file (None when it can)."""
+    if rel.endswith("/"):
+        return f"{rel}: name a file, not a folder (e.g. {rel}model.py)"
+    if path.exists():
+        return f"{rel} already exists"
+    parts = path.relative_to(code_dir).parts
+    if any(part in files.HIDDEN_NAMES for part in parts):
+        return (
+            f"{rel}: the file tree does not show files in {', '.join(sorted(files.HIDDEN_NAMES))}"
+        )
+    for i in range(1, len(parts)):
+        if code_dir.joinpath(*parts[:i]).is_file():
+            return f"{rel}: {'/'.join(parts[:i])} is a file, not a folder"
+    return None
 
 
 @login_required

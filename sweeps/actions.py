@@ -220,14 +220,17 @@ def do_enqueue_trial(trial: Trial) -> None:
     transaction.on_commit(lambda: run_trial.apply_async((trial.pk,), queue="gpu", task_id=task_id))
 
 
-def check_script(project: Project, *, fast: bool = False) -> None:
-    """Raise ValueError unless the project's code has the script a run starts."""
-    script = project.code_dir / ("fast.sh" if fast else "full.sh")
-    if not script.is_file():
-        raise ValueError(
-            f"{script.name}: not found in the project's code/ ({script}); "
-            f"{'Fast Training' if fast else 'Train'} runs it"
-        )
+def check_run_files(project: Project, *, fast: bool = False, config: bool = True) -> None:
+    """Raise ValueError unless the project's code has the script a run starts and (with
+    ``config``) the config.yaml it reads: the runner would fail the run without them."""
+    needed = [
+        (project.code_dir / ("fast.sh" if fast else "full.sh"),
+         f"{'Fast Training' if fast else 'Train'} runs it"),
+        (project.code_dir / "config.yaml", "every run starts from its hyperparameters"),
+    ]  # fmt: skip
+    for path, why in needed[: 2 if config else 1]:
+        if not path.is_file():
+            raise ValueError(f"{path.name}: not found in the project's code/ ({path}); {why}")
 
 
 def do_start_experiment(
@@ -248,7 +251,7 @@ def do_start_experiment(
         ValueError: the script it runs is not in the project's code, or a code file cannot
             be copied for the snapshot (nothing is created).
     """
-    check_script(project, fast=fast)
+    check_run_files(project, fast=fast)
     kind = Experiment.Kind.FAST_TRAIN if fast else Experiment.Kind.TRAIN
     # The code as it is now (edits made while the run waits in the queue are not in it),
     # copied before the transaction: a big code folder must not hold the database lock.

@@ -502,11 +502,12 @@ def sweep_use_tuned(request: HttpRequest, slug: str, number: int) -> HttpRespons
 @require_POST
 def sweep_train_tuned(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     """Train with tuned config: apply it, then start a full training right away."""
-    from sweeps.actions import check_script, do_start_experiment
+    from sweeps.actions import check_run_files, do_start_experiment
 
     experiment = _get_sweep_for_user(request, slug, number)
     try:
-        check_script(experiment.project)  # before code/config.yaml is changed
+        # Before code/config.yaml is changed (the tuned config becomes it).
+        check_run_files(experiment.project, config=False)
     except ValueError as exc:
         messages.error(request, f"Could not start: {exc}")
         return _back(experiment)

@@ -60,13 +60,14 @@
   editor.on("change", refreshDirty);
   // The error is about the text as it was saved: once edited, say so (it may be fixed).
   editor.on("change", () => {
-    if (errorEl.hidden || errorEl.classList.contains("stale")) return;
+    if (errorEl.hidden || errorEl.dataset.kind !== "save" || errorEl.classList.contains("stale")) return;
     errorEl.classList.add("stale");
     errorEl.append(" (edited since: Ctrl-S checks again)");
   });
 
   function clearError() {
     errorEl.hidden = true;
+    errorEl.dataset.kind = "";
     errorEl.classList.remove("stale");
     errorEl.textContent = "";
     if (errorMark !== null) {
@@ -77,6 +78,7 @@
 
   function showError(data) {
     errorEl.hidden = false;
+    errorEl.dataset.kind = "save";
     errorEl.classList.remove("stale");
     errorEl.textContent = data.error || "Not saved";
     if (data.line) {
@@ -87,8 +89,8 @@
     }
   }
 
-  async function open(path) {
-    if (isDirty() && !window.confirm("Discard unsaved changes to " + current + "?")) return;
+  async function open(path, confirmed = false) {
+    if (!confirmed && isDirty() && !window.confirm("Discard unsaved changes to " + current + "?")) return;
     clearError();
     setStatus("Opening…");
     const resp = await fetch(host.dataset.openUrl + "?path=" + encodeURIComponent(path), {
@@ -143,7 +145,9 @@
   // Delete the open file from code/ (experiments keep their own snapshot copy).
   deleteBtn.addEventListener("click", async () => {
     if (current === null) return;
-    if (!window.confirm("Delete code/" + current + "? Experiments that ran with it keep their copy.")) return;
+    const edits = isDirty() ? " Your unsaved edits are lost too." : "";
+    if (!window.confirm("Delete code/" + current + "? Experiments that ran with it keep their copy." + edits)) return;
+    deleteBtn.disabled = true; // a second click would delete a file that is gone
     const resp = await fetch(host.dataset.deleteUrl, {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
@@ -151,7 +155,9 @@
     });
     const data = await resp.json().catch(() => ({ error: "Delete failed (HTTP " + resp.status + ")" }));
     if (!resp.ok) {
+      deleteBtn.disabled = false;
       errorEl.hidden = false;
+      errorEl.dataset.kind = "other";
       errorEl.textContent = data.error;
       return;
     }
@@ -251,6 +257,7 @@
 
   // New file: an empty file at the path typed (folders are created), then opened.
   document.getElementById("new-file").addEventListener("click", async () => {
+    if (isDirty() && !window.confirm("Discard unsaved changes to " + current + "?")) return;
     const path = (window.prompt("New file in code/ (e.g. model.py or data/augment.py):") || "").trim();
     if (!path) return;
     const resp = await fetch(host.dataset.saveUrl, {
@@ -261,11 +268,16 @@
     const data = await resp.json().catch(() => ({ error: "Could not create " + path + " (HTTP " + resp.status + ")" }));
     if (!resp.ok) {
       errorEl.hidden = false;
+      errorEl.dataset.kind = "other";
       errorEl.textContent = data.error;
       return;
     }
+    // Its folders open in the tree, so the new file's row shows.
+    const parts = data.path.split("/");
+    for (let i = 1; i < parts.length; i++) openDirs.add(parts.slice(0, i).join("/"));
+    sessionStorage.setItem("luminide-open-dirs", JSON.stringify([...openDirs]));
     await loadTree();
-    await open(data.path);
+    await open(data.path, true);
   });
 
   function flatten(entries, out) {

@@ -262,6 +262,20 @@ def test_new_file_is_created_but_never_overwrites(client, owner, project):
     assert taken.status_code == 400 and taken.json()["error"] == "train.py already exists"
     assert (project.code_dir / "train.py").read_text() == "print('hi')\n"
     assert create("../outside.py").status_code == 400
+    assert create("./dot.py").json()["path"] == "dot.py"  # the name as the tree shows it
+    # An empty sweep.yaml can be created again (it is checked when saved or used).
+    (project.code_dir / "sweep.yaml").unlink(missing_ok=True)
+    assert create("sweep.yaml").status_code == 200
+    refused = {
+        "trail/": "trail/: name a file, not a folder",
+        "__pycache__/x.py": "__pycache__/x.py: the file tree does not show files in",
+        "train.py/x.py": "train.py/x.py: train.py is a file, not a folder",
+    }
+    for path, message in refused.items():
+        response = create(path)
+        assert response.status_code == 400 and response.json()["error"].startswith(message)
+    assert not (project.code_dir / "trail").exists()
+    assert not (project.code_dir / "__pycache__").exists()
 
 
 def test_delete_file_removes_one_file_only(client, owner, project):

@@ -68,6 +68,10 @@ def test_start_without_the_script_creates_nothing(project, owner, enqueued):
         ValueError, match=r"fast\.sh: not found in the project's code/.*Fast Training"
     ):
         do_start_experiment(project, owner, fast=True)
+    (project.code_dir / "fast.sh").write_text("python ../code/train.py\n")
+    (project.code_dir / "config.yaml").unlink()
+    with pytest.raises(ValueError, match=r"config\.yaml: not found in the project's code/"):
+        do_start_experiment(project, owner, fast=True)
     assert not project.experiments.exists() and enqueued == []
     assert not any(project.output_dir.glob("exp*"))
 

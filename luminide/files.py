@@ -8,6 +8,7 @@ downloads).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -127,6 +128,16 @@ def read_text(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise NotText("not a UTF-8 text file") from None
+
+
+def version(path: Path) -> str | None:
+    """A fingerprint of the file's bytes (None when it is gone): the editor sends back the one
+    it opened, so a save never silently replaces a change made since (another tab, Use tuned
+    config)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
 
 
 def validate_yaml(name: str, text: str) -> YamlProblem | None:

@@ -162,7 +162,12 @@ def file_open(request: HttpRequest, slug: str) -> JsonResponse:
     except (files.UnsafePath, files.NotText) as exc:
         return JsonResponse({"error": str(exc), "path": rel}, status=400)
     return JsonResponse(
-        {"path": rel, "content": content, "mode": EDITOR_MODES.get(path.suffix.lower(), "text")}
+        {
+            "path": rel,
+            "content": content,
+            "mode": EDITOR_MODES.get(path.suffix.lower(), "text"),
+            "version": files.version(path),
+        }
     )
 
 
@@ -170,7 +175,8 @@ def file_open(request: HttpRequest, slug: str) -> JsonResponse:
 @require_POST
 def file_save(request: HttpRequest, slug: str) -> JsonResponse:
     """Save a text file in ``code/`` (``create``: a new one, refused if it exists); YAML
-    configs are validated first and refused whole."""
+    configs are validated first and refused whole. With ``base_version`` (from the open), a
+    file changed or deleted on disk since is not replaced: 409, until saved without it."""
     project = _get_project_for_user(request, slug)
     try:
         body = json.loads(request.body)
@@ -194,6 +200,19 @@ def file_save(request: HttpRequest, slug: str) -> JsonResponse:
         problem = _new_file_problem(rel, path, project.code_dir.resolve())
         if problem:
             return JsonResponse({"error": problem, "path": rel}, status=400)
+    base_version = body.get("base_version")
+    if base_version is not None and files.version(path) != base_version:
+        changed = "was deleted" if not path.exists() else "changed on disk"
+        return JsonResponse(
+            {
+                "error": f"{rel} {changed} since you opened it (another tab, Use tuned config "
+                "or a script). Not saved.",
+                "path": rel,
+                "conflict": True,
+                "deleted": not path.exists(),
+            },
+            status=409,
+        )
     if path.name in files.YAML_VALIDATED and not (create and content == ""):
         problem = files.validate_yaml(path.name, content)
         if problem is not None:
@@ -208,7 +227,9 @@ def file_save(request: HttpRequest, slug: str) -> JsonResponse:
             {"error": f"cannot write {rel}: {exc.strerror}", "path": rel}, status=400
         )
     rel = path.relative_to(project.code_dir.resolve()).as_posix()  # "./a.py" is "a.py"
-    return JsonResponse({"ok": True, "path": rel, "size": path.stat().st_size})
+    return JsonResponse(
+        {"ok": True, "path": rel, "size": path.stat().st_size, "version": files.version(path)}
+    )
 
 
 def _new_file_problem(rel: str, path: Path, code_dir: Path) -> str | None:

@@ -37,6 +37,7 @@
   window.luminideEditor = editor; // for tests and the console
 
   let current = null; // path of the open file
+  let currentVersion = null; // its fingerprint on disk when opened or last saved
   let cleanGen = 0;
   let errorMark = null;
 
@@ -81,11 +82,30 @@
     errorEl.dataset.kind = "save";
     errorEl.classList.remove("stale");
     errorEl.textContent = data.error || "Not saved";
+    if (data.conflict) offerConflictChoices(data);
     if (data.line) {
       const line = data.line - 1;
       errorMark = editor.addLineClass(line, "background", "cm-error-line");
       editor.scrollIntoView({ line: line, ch: 0 }, 80);
       editor.setCursor({ line: line, ch: Math.max(0, (data.column || 1) - 1) });
+    }
+  }
+
+  // Saved elsewhere since it was opened: keep this text, or take the one on disk.
+  function offerConflictChoices(data) {
+    const keep = document.createElement("button");
+    keep.type = "button";
+    keep.className = "btn btn-sm";
+    keep.textContent = data.deleted ? "Save mine (recreate it)" : "Save mine over it";
+    keep.addEventListener("click", () => save(true));
+    errorEl.append(" ", keep);
+    if (!data.deleted) {
+      const reload = document.createElement("button");
+      reload.type = "button";
+      reload.className = "btn btn-sm";
+      reload.textContent = "Reopen from disk (drops my edits)";
+      reload.addEventListener("click", () => open(current, true));
+      errorEl.append(" ", reload);
     }
   }
 
@@ -104,6 +124,7 @@
       return;
     }
     current = data.path;
+    currentVersion = data.version;
     editor.setOption("readOnly", false);
     editor.setOption("mode", modes[data.mode] || null);
     editor.setOption("indentUnit", data.mode === "yaml" ? 2 : 4);
@@ -119,15 +140,17 @@
     history.replaceState(null, "", "#" + encodeURIComponent(data.path));
   }
 
-  async function save() {
+  async function save(overwrite = false) {
     if (current === null) return true;
     clearError();
     setStatus("Saving…");
     const gen = editor.changeGeneration();
+    const body = { path: current, content: editor.getValue() };
+    if (!overwrite) body.base_version = currentVersion;
     const resp = await fetch(host.dataset.saveUrl, {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: JSON.stringify({ path: current, content: editor.getValue() }),
+      body: JSON.stringify(body),
     });
     const data = await resp.json().catch(() => ({ error: "Save failed (HTTP " + resp.status + ")" }));
     if (!resp.ok) {
@@ -136,7 +159,9 @@
       return false;
     }
     cleanGen = gen;
+    currentVersion = data.version;
     refreshDirty();
+    if (overwrite) await loadTree(); // a deleted file is back
     setStatus("Saved " + new Date().toLocaleTimeString(), "ok");
     return true;
   }
@@ -162,6 +187,7 @@
       return;
     }
     current = null;
+    currentVersion = null;
     editor.setValue("");
     editor.setOption("readOnly", "nocursor");
     cleanGen = editor.changeGeneration();

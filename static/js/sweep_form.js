@@ -83,7 +83,7 @@
     button.textContent = "Starting…";
     try {
       if (!(await saveEditor())) {
-        showError({ error: "The open file has errors and was not saved: fix it first (see the editor)." });
+        showError({ error: "The open file was not saved (see the message above the editor): settle that first." });
         return;
       }
       const resp = await fetch(form.action, {

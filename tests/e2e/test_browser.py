@@ -114,6 +114,26 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
     expect(app.locator("#editor-path")).to_have_text("train.py")
     expect(app.locator(".CodeMirror .cm-keyword").first).to_be_visible()
 
+    # train.py changes on disk (another tab) while edited here: Ctrl-S does not drop that
+    # change silently; the user chooses to keep their text.
+    train = luminide_stack.demo_project / "code" / "train.py"
+    train_original = train.read_bytes()
+    app.click(".CodeMirror-lines")
+    app.keyboard.press("Control+End")
+    app.keyboard.type("# edited in the browser")
+    train.write_bytes(train_original + b"# changed in another tab\n")
+    app.keyboard.press("Control+s")
+    expect(error).to_contain_text("train.py changed on disk since you opened it")
+    expect(app.locator("#editor-status")).to_have_text("Not saved")
+    assert train.read_bytes().endswith(b"# changed in another tab\n")
+    shot(app, screenshot_dir, "04b-ide-save-conflict")
+    app.click("#editor-error >> text=Save mine over it")
+    expect(app.locator("#editor-status")).to_contain_text("Saved")
+    assert train.read_text().endswith("# edited in the browser")
+    train.write_bytes(train_original)
+    app.click("#file-tree >> text=train.py")  # reopened as it is on disk
+    expect(app.locator(".CodeMirror")).not_to_contain_text("# edited in the browser")
+
     # New file: named in a prompt, created empty in code/ (with its folder) and opened.
     app.once("dialog", lambda dialog: dialog.accept("notes/plan.md"))
     app.click("#new-file")

@@ -163,6 +163,7 @@ def test_tree_lists_code_only(client, owner, project):
 def test_open_and_save_text_file(client, owner, project):
     c = client_for(client, owner)
     opened = c.get(reverse("file_open", args=[project.slug]), {"path": "pkg/util.py"}).json()
+    assert opened.pop("version")  # a fingerprint the save sends back (conflict test below)
     assert opened == {"path": "pkg/util.py", "content": "X = 1\n", "mode": "python"}
     assert save(c, project, "pkg/util.py", "X = 2\n").json()["ok"] is True
     assert (project.code_dir / "pkg" / "util.py").read_text() == "X = 2\n"
@@ -293,6 +294,37 @@ def test_delete_file_removes_one_file_only(client, owner, project):
     assert delete("missing.py").status_code == 400
     assert delete("../secret.txt").status_code == 400
     assert (project.code_dir / "train.py").is_file()
+
+
+def test_save_never_replaces_a_change_made_since_the_open(client, owner, project):
+    """Two tabs, or Use tuned config while the IDE has config.yaml open: the later save is
+    refused (409) instead of silently dropping the other change, until sent without the
+    version it opened."""
+    c = client_for(client, owner)
+    url = reverse("file_save", args=[project.slug])
+    opened = c.get(reverse("file_open", args=[project.slug]), {"path": "train.py"}).json()
+
+    def save_from(version, content):
+        body = {"path": "train.py", "content": content, "base_version": version}
+        return c.post(url, data=json.dumps(body), content_type="application/json")
+
+    first = save_from(opened["version"], "print('tab one')\n")
+    assert first.status_code == 200 and first.json()["version"] != opened["version"]
+    stale = save_from(opened["version"], "print('tab two')\n")  # opened before tab one saved
+    assert stale.status_code == 409
+    assert stale.json()["error"].startswith("train.py changed on disk since you opened it")
+    assert (project.code_dir / "train.py").read_text() == "print('tab one')\n"
+    # The version the last save returned saves again.
+    assert save_from(first.json()["version"], "print('tab one, v2')\n").status_code == 200
+
+    (project.code_dir / "train.py").unlink()  # deleted in another tab
+    gone = save_from(opened["version"], "print('tab two')\n")
+    assert gone.status_code == 409 and gone.json()["deleted"] is True
+    assert "train.py was deleted since you opened it" in gone.json()["error"]
+    assert not (project.code_dir / "train.py").exists()
+    # Saving on purpose, without the version, writes it back.
+    assert save(c, project, "train.py", "print('tab two')\n").status_code == 200
+    assert (project.code_dir / "train.py").read_text() == "print('tab two')\n"
 
 
 def test_save_rejects_malformed_body(client, owner, project):

@@ -398,16 +398,18 @@
       { key: "state", label: "State" },
       { key: "rank", label: "Rank", num: true },
     ];
-    for (const p of s.params) cols.push({ key: "p:" + p.name, label: p.name, num: p.type !== "categorical" });
+    // A long name may wrap after "_" (weight_decay), so the table fits the page.
+    for (const p of s.params) cols.push({ key: "p:" + p.name, label: p.name.replace(/_/g, "_\u200b"), num: p.type !== "categorical", wrap: true });
     // The objective is the score (Fast Sweep) or the best val loss (full): show the other.
     cols.push(
       { key: "value", label: s.experiment.fast ? "Value (score)" : "Value (best val loss)", num: true },
       s.experiment.fast ? { key: "best_val_loss", label: "Best val loss", num: true } : { key: "score", label: "Score", num: true },
       { key: "epochs", label: "Epochs", num: true },
       { key: "seconds", label: "Duration", num: true },
-      { key: "links", label: "Files", nosort: true },
-      { key: "reason", label: "Note", nosort: true }
+      { key: "links", label: "Files", nosort: true }
     );
+    // Why a trial failed or was retried: a column only once some trial has a note.
+    if (s.trials.some((t) => t.reason)) cols.push({ key: "reason", label: "Note", nosort: true });
     return cols;
   }
 
@@ -433,6 +435,7 @@
         th.textContent = c.label;
         th.dataset.key = c.key;
         if (c.num) th.className = "num";
+        if (c.wrap) th.classList.add("wrap");
         if (c.key === state.sort.key) th.classList.add(state.sort.dir > 0 ? "sorted-asc" : "sorted-desc");
         if (!c.nosort) {
           th.addEventListener("click", () => {
@@ -486,7 +489,7 @@
             const badge = document.createElement("span");
             badge.className = "badge badge-" + r.state;
             badge.textContent = r.state[0].toUpperCase() + r.state.slice(1);
-            if (r.reason) badge.title = r.reason; // the Note column is often scrolled away
+            if (r.reason) badge.title = r.reason; // the Note column may be scrolled away
             td.append(badge);
           } else if (c.key === "rank") {
             if (r.rank) {

@@ -144,6 +144,12 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     app.click("#trials-head th[data-key=value]")
     expect(app.locator("#trials-body tr").first.locator(".rank-chip")).to_have_text("1")
     shot(app, screenshot_dir, "sweep-04-complete")
+    # Seven parameters fit a 1440-px page: no sideways scrolling, no empty Note column.
+    assert app.evaluate(
+        "() => { const w = document.querySelector('#trials-card .table-wrap');"
+        " return w.scrollWidth <= w.clientWidth; }"
+    ), "the trials table scrolls sideways"
+    expect(app.locator("#trials-head th[data-key=reason]")).to_have_count(0)
     assert not app.errors, app.errors  # type: ignore[attr-defined]
 
     # Use tuned config: code/config.yaml becomes config-tuned.yaml; the old one is kept.

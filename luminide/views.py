@@ -252,7 +252,8 @@ def _new_file_problem(rel: str, path: Path, code_dir: Path) -> str | None:
 @login_required
 @require_POST
 def file_delete(request: HttpRequest, slug: str) -> JsonResponse:
-    """Delete one file in ``code/`` (not a folder). Experiments keep their snapshot copy."""
+    """Delete one file in ``code/`` (not a folder), and the folders it leaves empty (the tree
+    has no other way to remove them). Experiments keep their snapshot copy."""
     project = _get_project_for_user(request, slug)
     try:
         rel = str(json.loads(request.body)["path"])
@@ -265,6 +266,11 @@ def file_delete(request: HttpRequest, slug: str) -> JsonResponse:
     if not path.is_file():
         return JsonResponse({"error": f"{rel} is not a file", "path": rel}, status=400)
     path.unlink()
+    code_dir = project.code_dir.resolve()
+    folder = path.parent
+    while folder != code_dir and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
     return JsonResponse({"ok": True, "path": rel})
 
 

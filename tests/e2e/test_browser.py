@@ -145,7 +145,8 @@ def test_yaml_error_then_train_with_live_chart(app: Page, luminide_stack, screen
     app.click("#delete-button")
     expect(app.locator("#editor-status")).to_have_text("Deleted notes/plan.md")
     expect(app.locator("#file-tree")).not_to_contain_text("plan.md")
-    assert not (luminide_stack.demo_project / "code" / "notes" / "plan.md").exists()
+    assert not (luminide_stack.demo_project / "code" / "notes").exists()  # emptied: gone too
+    expect(app.locator("#file-tree")).not_to_contain_text("notes")
 
     # Train (Fast Training): the experiment page shows the chart gaining points live.
     number = start_fast_training(app, "e2e fast run")

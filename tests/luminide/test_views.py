@@ -290,6 +290,13 @@ def test_delete_file_removes_one_file_only(client, owner, project):
 
     assert delete("pkg/extra.py").status_code == 200
     assert not (project.code_dir / "pkg" / "extra.py").exists()
+    assert (project.code_dir / "pkg" / "util.py").is_file()  # pkg is not empty: it stays
+    # The last file of a folder takes its emptied folders with it, not code/ itself.
+    (project.code_dir / "notes" / "old").mkdir(parents=True)
+    (project.code_dir / "notes" / "old" / "plan.md").write_text("x\n")
+    assert delete("notes/old/plan.md").status_code == 200
+    assert not (project.code_dir / "notes").exists()
+    assert project.code_dir.is_dir()
     assert delete("pkg").json()["error"] == "pkg is not a file"
     assert delete("missing.py").status_code == 400
     assert delete("../secret.txt").status_code == 400

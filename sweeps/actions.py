@@ -654,14 +654,15 @@ def _store_epochs(trial: Trial, completed: list[int], rows: HistoryArrays | None
         unique_fields=["trial", "epoch"],
         update_fields=["train_loss", "val_loss"],
     )
-    # Bulk ingest may complete many epochs at once: only the newest is scored (each score
-    # reads the whole prefix); a live tail completes one epoch per read, so every epoch
-    # gets its score there.
-    last = max(completed)
-    score = _score_prefix(trial, last, whole)
-    if score is not None:
-        TrialEpoch.objects.filter(trial=trial, epoch=last).update(score=_db_float(score))
-        trial.score = _db_float(score)
+    # One read may complete several epochs (short epochs, a worker catching up): each gets
+    # its score, so the Early Ranking chart has no gaps.
+    scores = _score_epochs(trial, completed, whole)
+    if scores:
+        stored = list(TrialEpoch.objects.filter(trial=trial, epoch__in=list(scores)))
+        for row in stored:
+            row.score = _db_float(scores[row.epoch])
+        TrialEpoch.objects.bulk_update(stored, ["score"])
+        trial.score = _db_float(scores[max(completed)])
     agg = trial.epochs.aggregate(best=Min("val_loss"))
     trial.best_val_loss = agg["best"]
     trial.epochs_done = trial.epochs.count()
@@ -707,21 +708,35 @@ def _get_ranker():
     return state["ranker"]
 
 
-def _score_prefix(trial: Trial, last_epoch: int, rows: HistoryArrays | None = None) -> float | None:
-    """Early Ranking score of the trial's history up to ``last_epoch`` (all stored rows,
-    or ``rows`` when the caller holds them from the first row on)."""
+#: Rows the ranker reads for one batch of completed epochs (each epoch's score reads its
+#: whole prefix). A bulk ingest of a long file scores fewer of its epochs, evenly spread.
+MAX_SCORED_ROWS = 2_000_000
+
+
+def _score_epochs(
+    trial: Trial, epochs: list[int], rows: HistoryArrays | None = None
+) -> dict[int, float]:
+    """Early Ranking score of the trial's history up to each of ``epochs`` (the newest
+    always included), from all stored rows, or ``rows`` when the caller holds them from the
+    first row on. Empty without a ranker or when it fails."""
     ranker = _get_ranker()
     if ranker is None:
-        return None
+        return {}
     if rows is None:
         rows = read_trial_history(trial)
-    if rows.epoch.max() > last_epoch:
-        rows = rows.slice(rows.epoch <= last_epoch)
+    if rows.epoch.max() > max(epochs):
+        rows = rows.slice(rows.epoch <= max(epochs))
+    wanted = sorted(set(epochs))
+    room = max(1, MAX_SCORED_ROWS // max(1, len(rows.epoch)))
+    if len(wanted) > room:
+        picks = np.linspace(len(wanted) - 1, 0, room).round().astype(int)  # newest first
+        wanted = [wanted[i] for i in sorted(set(picks.tolist()))]
     try:
-        return float(ranker.score(rows.to_frame()))
-    except Exception:  # a ranker bug must not break ingestion; the score stays empty
-        log.exception("Early Ranking failed for %s epoch %s", trial, last_epoch)
-        return None
+        frames = [rows.slice(rows.epoch <= e).to_frame() for e in wanted]
+        return dict(zip(wanted, map(float, ranker.score_many(frames)), strict=True))
+    except Exception:  # a ranker bug must not break ingestion; the scores stay empty
+        log.exception("Early Ranking failed for %s epochs %s", trial, wanted)
+        return {}
 
 
 # ---------------------------------------------------------------------------------------

@@ -196,8 +196,8 @@ def test_layout1_epochs_close_on_next_epoch_and_at_finish(project, sent):
 
 def test_ingest_scores_completed_epochs_with_the_ranker(project, sent, monkeypatch):
     class FakeRanker:
-        def score(self, df):
-            return float(df["epoch"].max()) + 0.5
+        def score_many(self, frames):
+            return [float(df["epoch"].max()) + 0.5 for df in frames]
 
     monkeypatch.setattr(actions, "_ranker_state", {"ranker": FakeRanker(), "checked": 0.0})
     trial = factories.make_experiment(project).trials.get()
@@ -225,9 +225,23 @@ def test_one_batch_and_streamed_ingest_store_the_same_scores(project, tmp_path):
     for start in range(0, len(lines), 700):
         do_ingest_history(streamed, header + "".join(lines[start : start + 700]))
     scores = [list(t.epochs.values_list("epoch", "score")) for t in (whole, streamed)]
-    assert scores[0][-1] == scores[1][-1]
-    expected = EarlyRanker.load().score(read_history(path))
-    assert scores[0][-1] == (5, pytest.approx(expected, rel=1e-12))
+    assert scores[0] == scores[1]
+    history = read_history(path)
+    ranker = EarlyRanker.load()
+    # Every epoch has its score, even when one read completed them all.
+    expected = [(e, ranker.score(history[history.epoch <= e])) for e in range(6)]
+    assert scores[0] == [(e, pytest.approx(v, rel=1e-12)) for e, v in expected]
+
+
+def test_a_long_bulk_ingest_scores_evenly_spread_epochs(project, sent, monkeypatch):
+    """Past MAX_SCORED_ROWS, fewer epochs are scored: the newest and an even spread."""
+    monkeypatch.setattr(actions, "MAX_SCORED_ROWS", 6 * 60)  # 20 epochs x 3 rows: room for 6
+    trial = factories.make_experiment(project).trials.get()
+    do_ingest_history(trial, LAYOUT3_HEADER + layout3_rows(20, 2))
+    trial.refresh_from_db()
+    scored = list(trial.epochs.exclude(score=None).values_list("epoch", flat=True))
+    assert scored == [0, 4, 8, 11, 15, 19]
+    assert trial.score == trial.epochs.get(epoch=19).score
 
 
 def test_ingest_without_ranker_leaves_scores_empty(project, monkeypatch):

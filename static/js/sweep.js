@@ -521,6 +521,13 @@
             td.title = r.reason;
           } else if (["value", "score", "best_val_loss"].includes(c.key)) {
             td.textContent = fmt(r[c.key]);
+            const soFar = s.experiment.fast ? r.score : r.best_val_loss;
+            if (c.key === "value" && r.state === "running" && r.value === null && soFar !== null) {
+              // A running trial has no value yet: show what it would be told now.
+              td.textContent = fmt(soFar);
+              td.classList.add("so-far");
+              td.title = "So far: the trial is still running";
+            }
           } else {
             td.textContent = r[c.key] === null || r[c.key] === undefined ? "—" : String(r[c.key]);
           }

@@ -103,10 +103,14 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     seen_rows: set[int] = set()
     seen_points: set[int] = set()
     screenshot_taken = False
+    so_far_seen = False  # a running trial's score so far, in the Value column
     deadline = time.monotonic() + SWEEP_TIMEOUT_S
     while time.monotonic() < deadline:
         seen_rows.add(rows.count())
         seen_points.add(int(app.get_attribute("#chart-history", "data-points") or 0))
+        if not so_far_seen and app.locator("#trials-body td.so-far").count():
+            so_far_seen = True
+            shot(app, screenshot_dir, "sweep-03a-score-so-far")
         running = int(app.get_attribute("#chart-curves", "data-running") or 0)
         if running and not screenshot_taken and len(seen_points) >= 2:
             # A running trial's curve, drawn dashed while it trains, next to finished ones.
@@ -123,6 +127,8 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     assert len(seen_rows) >= 2, f"the table never grew live: {sorted(seen_rows)}"
     assert len(seen_points) >= 2, f"the history never grew live: {sorted(seen_points)}"
     assert app.evaluate("window.runningCurvesDrawn") > 0, "no running trial's curve was drawn"
+    assert so_far_seen, "no running trial showed its score so far"
+    expect(app.locator("#trials-body td.so-far")).to_have_count(0)  # all told their value
     if fast:
         expect(app.locator("#chart-score.js-plotly-plot")).to_be_visible()
     expect(app.locator("#chart-parcoords.js-plotly-plot")).to_be_visible()

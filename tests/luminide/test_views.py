@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
+from django.utils import timezone
 
 from luminide.models import ApiToken, ComputeNode, Project
 from tests import factories
@@ -363,6 +365,11 @@ def test_nodes_page(client, owner):
     page = client_for(client, owner).get(reverse("nodes")).content.decode()
     assert "gpu-box-1" in page
     assert "NVIDIA A100" in page
+    assert "just now" in page  # a heartbeat seconds old, not "0 minutes ago"
+    ComputeNode.objects.filter(hostname="gpu-box-1").update(
+        last_heartbeat=timezone.now() - timedelta(minutes=3)
+    )
+    assert "3\xa0minutes ago" in client_for(client, owner).get(reverse("nodes")).content.decode()
 
 
 def test_tokens_create_shows_raw_once_and_revoke(client, owner, outsider):

@@ -194,13 +194,17 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
 
 
 def _config_text(experiment: Experiment, trial: Trial | None) -> str:
-    """The config the trial ran with (a sweep trial's sampled one), else the experiment's."""
-    path = trial.run_dir / "config.yaml" if trial is not None else None
-    if path is not None and path.is_file() and not path.is_symlink():
-        try:
-            return files.read_text(path)
-        except files.NotText:
-            pass
+    """The config the trial runs with (a sweep trial's sampled one; before a single run has
+    copied it, the snapshot's, which it will copy), else the experiment's."""
+    paths = [trial.run_dir / "config.yaml"] if trial is not None else []
+    if not experiment.is_sweep:
+        paths.append(experiment.output_dir / "code" / "config.yaml")
+    for path in paths:
+        if path.is_file() and not path.is_symlink():
+            try:
+                return files.read_text(path)
+            except files.NotText:
+                pass
     if experiment.config:
         import yaml
 

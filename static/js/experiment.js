@@ -127,22 +127,38 @@
   }
   setInterval(tickDuration, 1000);
 
-  async function onFinished() {
-    // Last re-sync, then refresh the server-rendered parts (output files).
-    await resync();
+  // Server-rendered parts (output files, the config the run reads) change while it runs:
+  // refetched at most every FILES_PERIOD_MS as epochs complete, and once at the end.
+  const FILES_PERIOD_MS = 10000;
+  let filesFetchedAt = 0; // the first completed epoch refetches
+
+  function replaceCard(doc, selector) {
+    const fresh = doc.querySelector(selector);
+    const current = document.querySelector(selector);
+    if (fresh && current) current.closest(".card").replaceWith(fresh.closest(".card"));
+  }
+
+  async function refreshServerParts(withStats) {
+    filesFetchedAt = Date.now();
     try {
       const html = await (await fetch(location.href, { headers: { Accept: "text/html" } })).text();
       const doc = new DOMParser().parseFromString(html, "text/html");
-      const fresh = doc.getElementById("output-files");
-      const freshCard = fresh ? fresh.closest(".card") : null;
-      const current = document.querySelector("#output-files, .stack .card:nth-child(2) .empty");
-      const card = current ? current.closest(".card") : null;
-      if (freshCard && card) card.replaceWith(freshCard);
+      replaceCard(doc, "[data-card=output-files]");
+      replaceCard(doc, "[data-card=config]");
       const freshStats = doc.querySelector(".stats");
-      if (freshStats) document.querySelector(".stats").replaceWith(freshStats);
+      if (withStats && freshStats) document.querySelector(".stats").replaceWith(freshStats);
     } catch (e) {
       /* the page still shows live data; files appear on reload */
     }
+  }
+
+  function epochCompleted() {
+    if (Date.now() - filesFetchedAt >= FILES_PERIOD_MS) refreshServerParts(false);
+  }
+
+  async function onFinished() {
+    await resync(); // last re-sync first
+    await refreshServerParts(true);
   }
 
   // ---------------------------------------------------------------- log
@@ -278,12 +294,14 @@
       }
       case "trial.update": {
         if (msg.trial !== state.trial) return;
+        const previousEpochs = state.lastEpochs;
         const scoreChanged = msg.score !== state.lastScore || msg.epochs_done !== state.lastEpochs;
         state.lastScore = msg.score;
         state.lastEpochs = msg.epochs_done;
         updateTrial(msg);
         // Per-epoch summaries (Early Ranking score) come with the HTTP payload.
         if (scoreChanged) resync();
+        if (msg.epochs_done > 0 && msg.epochs_done !== previousEpochs) epochCompleted();
         break;
       }
       case "experiment.update":

@@ -258,6 +258,33 @@ def test_second_run_list_compare_diff_restore(app: Page, luminide_stack, screens
     assert "lr: 0.02" in (backups[0] / "config.yaml").read_text()
 
 
+def test_a_running_train_lists_its_files_and_commented_config(app: Page, luminide_stack):
+    app.goto(luminide_stack.url + "/projects/demo/")
+    app.fill("#id_description", "full training")
+    app.click("#train-button")  # full.sh: 30 epochs, several seconds on 2 cores
+    app.wait_for_url(re.compile(r"/projects/demo/experiments/\d+/$"))
+    # Record what the server-rendered cards showed while the run was active.
+    app.evaluate(
+        """() => {
+          const root = document.getElementById("experiment");
+          window.whileActive = { files: "", config: "" };
+          const look = () => {
+            if (!["queued", "running"].includes(root.dataset.state)) return;
+            const files = document.getElementById("output-files");
+            if (files) window.whileActive.files = files.textContent;
+            window.whileActive.config = document.getElementById("config").textContent;
+          };
+          look();
+          new MutationObserver(look).observe(document.body, { childList: true, subtree: true });
+        }"""
+    )
+    assert wait_finished(app) == "complete"
+    seen = app.evaluate("() => window.whileActive")
+    assert "history.csv" in seen["files"], f"no output file listed while running: {seen}"
+    assert "# Hyperparameters of train.py" in seen["config"]  # config.yaml as written
+    expect(app.locator("#output-files")).to_contain_text("model.pth")
+
+
 def test_nodes_tokens_admin(app: Page, browser, luminide_stack, screenshot_dir):
     app.goto(luminide_stack.url + "/nodes/")
     expect(app.locator("#nodes-table tbody tr")).to_have_count(1)

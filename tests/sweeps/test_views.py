@@ -181,6 +181,17 @@ def test_train_button_starts_experiment(client, project, owner, fast, kind):
     assert exp.trials.get().state == RunState.QUEUED
 
 
+def test_a_queued_run_shows_the_config_it_will_read_with_its_comments(client, project, owner):
+    (project.code_dir / "config.yaml").write_text("lr: 0.05  # tuned by hand\n")
+    c = login(client, owner)
+    c.post(reverse("experiment_start", args=[project.slug]), {})
+    exp = project.experiments.get()
+    (project.code_dir / "config.yaml").write_text("lr: 0.9\n")  # edited after the click
+    assert not (exp.trials.get().run_dir / "config.yaml").exists()  # no worker has started it
+    page = c.get(exp_url("experiment_detail", exp)).content.decode()
+    assert "lr: 0.05  # tuned by hand" in page
+
+
 def test_cancel_running_experiment(client, project, owner):
     exp = make_experiment(project, 1, state=RunState.RUNNING)
     login(client, owner).post(exp_url("experiment_cancel", exp))

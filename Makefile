@@ -33,9 +33,10 @@ run: $(RUNTIME_STAMP)
 	$(PY) -m luminide.launcher
 
 # A worker only (scale-out): REDIS_URL, DATABASE_URL and LUMINIDE_DATA_DIR must point at
-# the shared services.
+# the shared services. A second worker on one host needs its own LUMINIDE_NODE_NAME: a
+# worker that registers under a name fails the trials still running under it.
 worker: $(RUNTIME_STAMP)
-	$(VENV)/bin/celery -A luminide worker -Q gpu,default -c 1 -l INFO
+	$(VENV)/bin/celery -A luminide worker -Q gpu,default -c 1 -n '$(or $(LUMINIDE_NODE_NAME),celery@%h)' -l INFO
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

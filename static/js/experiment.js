@@ -135,7 +135,7 @@
   function replaceCard(doc, selector) {
     const fresh = doc.querySelector(selector);
     const current = document.querySelector(selector);
-    if (fresh && current) current.closest(".card").replaceWith(fresh.closest(".card"));
+    if (fresh && current) current.replaceWith(fresh);
   }
 
   async function refreshServerParts(withStats) {
@@ -294,14 +294,14 @@
       }
       case "trial.update": {
         if (msg.trial !== state.trial) return;
-        const previousEpochs = state.lastEpochs;
-        const scoreChanged = msg.score !== state.lastScore || msg.epochs_done !== state.lastEpochs;
+        const epochsChanged = msg.epochs_done !== state.lastEpochs;
+        const scoreChanged = msg.score !== state.lastScore || epochsChanged;
         state.lastScore = msg.score;
         state.lastEpochs = msg.epochs_done;
         updateTrial(msg);
         // Per-epoch summaries (Early Ranking score) come with the HTTP payload.
         if (scoreChanged) resync();
-        if (msg.epochs_done > 0 && msg.epochs_done !== previousEpochs) epochCompleted();
+        if (epochsChanged && msg.epochs_done > 0) epochCompleted();
         break;
       }
       case "experiment.update":

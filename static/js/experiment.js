@@ -128,28 +128,15 @@
   setInterval(tickDuration, 1000);
 
   // Server-rendered parts (output files, the config the run reads) change while it runs:
-  // refetched at most every FILES_PERIOD_MS as epochs complete, and once at the end.
+  // refetched as page fragments (fragments.js) at most every FILES_PERIOD_MS as epochs
+  // complete, and once at the end with the stats.
   const FILES_PERIOD_MS = 10000;
   let filesFetchedAt = 0; // the first completed epoch refetches
+  const SERVER_PARTS = ["config", "output-files"];
 
-  function replaceCard(doc, selector) {
-    const fresh = doc.querySelector(selector);
-    const current = document.querySelector(selector);
-    if (fresh && current) current.replaceWith(fresh);
-  }
-
-  async function refreshServerParts(withStats) {
+  function refreshServerParts(withStats) {
     filesFetchedAt = Date.now();
-    try {
-      const html = await (await fetch(location.href, { headers: { Accept: "text/html" } })).text();
-      const doc = new DOMParser().parseFromString(html, "text/html");
-      replaceCard(doc, "[data-card=output-files]");
-      replaceCard(doc, "[data-card=config]");
-      const freshStats = doc.querySelector(".stats");
-      if (withStats && freshStats) document.querySelector(".stats").replaceWith(freshStats);
-    } catch (e) {
-      /* the page still shows live data; files appear on reload */
-    }
+    return window.LuminideFragments.refresh(withStats ? [...SERVER_PARTS, "stats"] : SERVER_PARTS);
   }
 
   function epochCompleted() {

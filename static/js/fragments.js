@@ -1,23 +1,24 @@
-/* Keeps server-rendered lists fresh while something in them is active.
- * An element with data-live-fragment="<id>" is re-fetched (from this page's URL) every
- * few seconds while it shows a queued or running badge; ticked checkboxes survive. */
+/* Server-rendered parts of a page that change while something runs.
+ * An element with data-live-fragment="<name>" is re-fetched from this page's URL and
+ * replaced: every few seconds while it shows a queued or running badge (the experiment
+ * lists), or when the page's script asks, with LuminideFragments.refresh(["name", ...])
+ * (the run page, as epochs complete). Ticked checkboxes survive. */
 (function () {
   "use strict";
   const PERIOD_MS = 5000;
   const ACTIVE = ".badge-running, .badge-queued";
 
-  async function refresh() {
-    const live = [...document.querySelectorAll("[data-live-fragment]")].filter((el) => el.querySelector(ACTIVE));
-    if (!live.length || document.hidden) return;
+  async function replace(elements) {
+    if (!elements.length) return;
     let doc;
     try {
       const resp = await fetch(location.href, { headers: { Accept: "text/html" }, cache: "no-store" });
       if (!resp.ok) return;
       doc = new DOMParser().parseFromString(await resp.text(), "text/html");
     } catch (e) {
-      return;
+      return; // the page keeps what it shows; the next refresh tries again
     }
-    for (const el of live) {
+    for (const el of elements) {
       const fresh = doc.querySelector('[data-live-fragment="' + el.dataset.liveFragment + '"]');
       if (!fresh) continue;
       const checked = new Set([...el.querySelectorAll("input[type=checkbox]:checked")].map((i) => i.name + "=" + i.value));
@@ -27,5 +28,13 @@
       el.replaceWith(fresh);
     }
   }
-  setInterval(refresh, PERIOD_MS);
+
+  window.LuminideFragments = {
+    refresh: (names) => replace(names.map((name) => document.querySelector('[data-live-fragment="' + name + '"]')).filter(Boolean)),
+  };
+
+  setInterval(() => {
+    if (document.hidden) return;
+    replace([...document.querySelectorAll("[data-live-fragment]")].filter((el) => el.querySelector(ACTIVE)));
+  }, PERIOD_MS);
 })();

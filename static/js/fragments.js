@@ -1,18 +1,19 @@
-/* Server-rendered parts of a page that change while something runs.
+/* Server-rendered parts of a page that change while it is open.
  * An element with data-live-fragment="<name>" is re-fetched from this page's URL and
- * replaced: every few seconds while it shows a queued or running badge (the experiment
- * lists), or when the page's script asks, with LuminideFragments.refresh(["name", ...])
- * (the run page, as epochs complete). Ticked checkboxes survive. */
+ * replaced: every few seconds while the tab shows if it also has data-poll (the experiment
+ * lists: runs started elsewhere appear, states change), or when the page's script asks,
+ * with LuminideFragments.refresh(["name", ...]) (the run page, as epochs complete).
+ * Ticked checkboxes survive. The fetch says it is one, so the page keeps its flash messages
+ * for the next real page (base.html). */
 (function () {
   "use strict";
   const PERIOD_MS = 5000;
-  const ACTIVE = ".badge-running, .badge-queued";
 
   async function replace(elements) {
     if (!elements.length) return;
     let doc;
     try {
-      const resp = await fetch(location.href, { headers: { Accept: "text/html" }, cache: "no-store" });
+      const resp = await fetch(location.href, { headers: { Accept: "text/html", "X-Luminide-Fragment": "1" }, cache: "no-store" });
       if (!resp.ok) return;
       doc = new DOMParser().parseFromString(await resp.text(), "text/html");
     } catch (e) {
@@ -35,6 +36,6 @@
 
   setInterval(() => {
     if (document.hidden) return;
-    replace([...document.querySelectorAll("[data-live-fragment]")].filter((el) => el.querySelector(ACTIVE)));
+    replace([...document.querySelectorAll("[data-live-fragment][data-poll]")]);
   }, PERIOD_MS);
 })();

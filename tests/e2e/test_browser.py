@@ -288,6 +288,26 @@ def test_a_running_train_lists_its_files_and_commented_config(app: Page, luminid
     expect(app.locator("#output-files")).to_contain_text("model.pth")
 
 
+def test_the_experiment_list_shows_a_run_started_elsewhere(app: Page, luminide_stack):
+    app.goto(luminide_stack.url + "/projects/demo/experiments/")
+    rows = app.locator("#experiments-table tbody tr")
+    before = rows.count()
+    expect(rows.first).to_contain_text("Complete")  # nothing active: the list is still polled
+    app.check("#experiments-table input[name=n] >> nth=0")
+    luminide_stack.manage(
+        "run_experiment", "--project", "demo", "--fast", "--description", "started from the CLI"
+    )
+    expect(rows).to_have_count(before + 1)
+    expect(rows.first).to_contain_text("started from the CLI")
+    expect(app.locator("[data-live-fragment=experiments] h2")).to_have_text(
+        f"{before + 1} experiments"
+    )
+    expect(rows.first).to_contain_text("Complete", timeout=RUN_TIMEOUT_MS)
+    # The box ticked before the refresh is still ticked (on the row below the new one).
+    expect(app.locator("#experiments-table input[name=n]:checked")).to_have_count(1)
+    expect(rows.nth(1).locator("input[name=n]")).to_be_checked()
+
+
 def test_nodes_tokens_admin(app: Page, browser, luminide_stack, screenshot_dir):
     app.goto(luminide_stack.url + "/nodes/")
     expect(app.locator("#nodes-table tbody tr")).to_have_count(1)

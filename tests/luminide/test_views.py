@@ -391,6 +391,17 @@ def test_tokens_create_shows_raw_once_and_revoke(client, owner, outsider):
     assert ApiToken.objects.authenticate(raw) is None
 
 
+def test_a_fragment_refresh_leaves_flash_messages_for_the_next_page(client, owner):
+    """The lists re-fetch their page every few seconds (static/js/fragments.js): a fetch that
+    lands between a redirect and the page it leads to must not eat that page's message."""
+    c = client_for(client, owner)
+    token, _raw = ApiToken.issue(owner, "laptop")
+    c.post(reverse("token_revoke", args=[token.pk]))
+    fragment = c.get(reverse("project_list"), headers={"x-luminide-fragment": "1"})
+    assert "revoked" not in fragment.content.decode()
+    assert "revoked" in c.get(reverse("tokens")).content.decode()
+
+
 def test_plotly_served_from_package(client):
     response = client.get(reverse("plotly_js"))
     assert response.status_code == 200

@@ -183,6 +183,8 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
             "exp": experiment,
             "trials": trials,
             "trial": trial,
+            # One of several trials (a sweep's, an API client's): the stats are all its own.
+            "clocked": trial if len(trials) > 1 else experiment,
             "config_text": config_text,
             "api_definition": api_definition,
             "output_files": _output_files(experiment),
@@ -361,6 +363,8 @@ def _trial_state(trial: Trial) -> dict:
         "epochs_done": trial.epochs_done,
         "rows_stored": trial.rows_stored,
         "failure_reason": trial.failure_reason,
+        "started_at": _iso(trial.started_at),
+        "finished_at": _iso(trial.finished_at),
     }
 
 

@@ -25,10 +25,11 @@ STATE_LABELS = {
 
 @register.filter
 def duration(value: timedelta | None) -> str:
-    """``1h 02m``, ``3m 05s``, ``12s``; an em dash when unknown."""
+    """``2d 3h``, ``1h 02m``, ``3m 05s``, ``12s``; an em dash when unknown. Rounded to the
+    second, as the live pages' clock (``static/js/live.js``) does."""
     if value is None:
         return "—"
-    seconds = int(value.total_seconds())
+    seconds = max(0, round(value.total_seconds()))
     if seconds < 60:
         return f"{seconds}s"
     minutes, seconds = divmod(seconds, 60)

@@ -93,14 +93,19 @@
       document.getElementById("failure").hidden = false;
       setText("failure-reason", exp.failure_reason);
     }
+    if (root.dataset.clock === "experiment") setClock(exp);
+    if (previous && ACTIVE.has(previous) && exp.state && !ACTIVE.has(exp.state)) onFinished();
+  }
+
+  // Started and Duration: the experiment's, or the charted trial's where it has several.
+  function setClock(obj) {
     const dur = document.getElementById("stat-duration");
-    if (exp.started_at) {
-      dur.dataset.started = exp.started_at;
-      const d = new Date(exp.started_at);
+    if (obj.started_at) {
+      dur.dataset.started = obj.started_at;
+      const d = new Date(obj.started_at);
       setText("stat-started", d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }));
     }
-    if (exp.finished_at) dur.dataset.finished = exp.finished_at;
-    if (previous && ACTIVE.has(previous) && exp.state && !ACTIVE.has(exp.state)) onFinished();
+    if (obj.finished_at) dur.dataset.finished = obj.finished_at;
   }
 
   function updateTrial(t) {
@@ -111,21 +116,12 @@
     if (t.epochs_done !== undefined) setText("stat-epochs", t.epochs_done);
     if (t.best_val_loss !== undefined) setText("stat-best", fmt(t.best_val_loss));
     if (t.score !== undefined) setText("stat-score", fmt(t.score));
-    if (t.rows_stored !== undefined) setText("stat-rows", t.rows_stored);
+    const rows = t.rows_stored !== undefined ? t.rows_stored : t.cursor; // status JSON : trial.update
+    if (rows !== undefined) setText("stat-rows", rows);
+    if (root.dataset.clock === "trial") setClock(t);
   }
 
-  function tickDuration() {
-    const el = document.getElementById("stat-duration");
-    if (!el.dataset.started) return;
-    const start = Date.parse(el.dataset.started);
-    const end = el.dataset.finished ? Date.parse(el.dataset.finished) : Date.now();
-    if (!Number.isFinite(start)) return;
-    let s = Math.max(0, Math.round((end - start) / 1000));
-    const m = Math.floor(s / 60);
-    s = s % 60;
-    el.textContent = m < 60 ? (m ? m + "m " + String(s).padStart(2, "0") + "s" : s + "s") : Math.floor(m / 60) + "h " + String(m % 60).padStart(2, "0") + "m";
-  }
-  setInterval(tickDuration, 1000);
+  window.LuminideSocket.durationClock("stat-duration");
 
   // Server-rendered parts (output files, the config the run reads) change while it runs:
   // refetched as page fragments (fragments.js) at most every FILES_PERIOD_MS as epochs

@@ -48,14 +48,7 @@
     if (!Number.isFinite(f)) return String(v);
     return Number(f.toPrecision(digits || 4)).toString();
   }
-  function fmtDuration(seconds) {
-    if (seconds === null || seconds === undefined) return "—";
-    let s = Math.max(0, Math.round(seconds));
-    const m = Math.floor(s / 60);
-    s %= 60;
-    if (m < 60) return m ? m + "m " + String(s).padStart(2, "0") + "s" : s + "s";
-    return Math.floor(m / 60) + "h " + String(m % 60).padStart(2, "0") + "m";
-  }
+  const fmtDuration = window.LuminideSocket.formatDuration;
   function setText(id, v) {
     const el = document.getElementById(id);
     if (el) el.textContent = v;
@@ -383,14 +376,7 @@
     dur.dataset.finished = s.experiment.finished_at || "";
   }
 
-  function tickDuration() {
-    const el = document.getElementById("stat-duration");
-    if (!el.dataset.started) return;
-    const start = Date.parse(el.dataset.started);
-    const end = el.dataset.finished ? Date.parse(el.dataset.finished) : Date.now();
-    if (Number.isFinite(start)) el.textContent = fmtDuration((end - start) / 1000);
-  }
-  setInterval(tickDuration, 1000);
+  window.LuminideSocket.durationClock("stat-duration");
 
   function columns(s) {
     const cols = [

@@ -240,6 +240,40 @@ def test_detail_page(client, project, owner):
     assert "code/train.py" not in page  # the snapshot is not listed as an output
 
 
+def test_a_sweep_trials_page_times_that_trial_not_the_sweep(client, project, owner):
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 12, 4, 14, 30, 0, tzinfo=UTC)
+    sweep = make_experiment(
+        project,
+        1,
+        kind=Experiment.Kind.SWEEP,
+        rows=0,
+        started_at=start,
+        finished_at=start + timedelta(seconds=76),
+    )
+    Trial.objects.create(
+        experiment=sweep,
+        number=3,
+        state=RunState.COMPLETE,
+        started_at=start + timedelta(seconds=40),
+        finished_at=start + timedelta(seconds=55.6),
+    )
+    c = login(client, owner)
+    page = c.get(exp_url("experiment_detail", sweep, trial=3)).content.decode()
+    assert re.search(r'Trial duration</div><div class="value" id="stat-duration"[^>]*>16s<', page)
+    assert 'title="2026-12-04T14:30:40+00:00"' in page  # the trial's start, not the sweep's
+    assert 'data-clock="trial"' in page  # the live clock follows the trial too
+    status = c.get(exp_url("experiment_status", sweep)).json()
+    trial3 = next(t for t in status["trials"] if t["number"] == 3)
+    assert trial3["started_at"].startswith("2026-12-04T14:30:40")
+    # A single run keeps the experiment's own clock, as its list row shows it.
+    single = make_experiment(project, 2, started_at=start, finished_at=start + timedelta(seconds=9))
+    page = c.get(exp_url("experiment_detail", single)).content.decode()
+    assert re.search(r'>Duration</div><div class="value" id="stat-duration"[^>]*>9s<', page)
+    assert 'data-clock="experiment"' in page
+
+
 def test_api_experiment_page_shows_its_definition_instead_of_log_and_files(client, project, owner):
     spec = {"name": "lr search", "parameters": [{"name": "lr", "type": "double"}],
             "study_name": "luminide-api-x", "updated": 1}  # fmt: skip

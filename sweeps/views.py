@@ -29,6 +29,7 @@ from sweeps.actions import (
     do_start_experiment,
     do_update_experiment_description,
 )
+from sweeps.calibration import predict_final
 from sweeps.models import ACTIVE_STATES, Experiment, RunState, Trial
 
 MAX_DIFF_FILE_BYTES = 512 * 1024
@@ -186,6 +187,11 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
             # One of several trials (a sweep's, an API client's): the stats are all its own.
             "clocked": trial if len(trials) > 1 else experiment,
             "config_text": config_text,
+            "prediction": (
+                predict_final(trial)
+                if trial is not None and experiment.kind == Experiment.Kind.FAST_TRAIN
+                else None
+            ),
             "api_definition": api_definition,
             "output_files": _output_files(experiment),
             "has_code_snapshot": _snapshot_dir(experiment) is not None,

@@ -125,14 +125,17 @@
 
   // Server-rendered parts (output files, the config the run reads) change while it runs:
   // refetched as page fragments (fragments.js) at most every FILES_PERIOD_MS as epochs
-  // complete, and once at the end with the stats.
+  // complete, and once at the end with the stats. A Fast Training's stats come along every
+  // time: its predicted final val loss is calibrated on the server for the epochs done.
   const FILES_PERIOD_MS = 10000;
   let filesFetchedAt = 0; // the first completed epoch refetches
-  const SERVER_PARTS = ["config", "output-files"];
+  const hasPrediction = document.querySelector(".stat.predicted") !== null;
 
-  function refreshServerParts(withStats) {
+  function refreshServerParts(atEnd) {
     filesFetchedAt = Date.now();
-    return window.LuminideFragments.refresh(withStats ? [...SERVER_PARTS, "stats"] : SERVER_PARTS);
+    const parts = ["config", "output-files"];
+    if (atEnd || hasPrediction) parts.push("stats");
+    return window.LuminideFragments.refresh(parts);
   }
 
   function epochCompleted() {

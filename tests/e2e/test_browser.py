@@ -288,7 +288,9 @@ def test_a_running_train_lists_its_files_and_commented_config(app: Page, luminid
     expect(app.locator("#output-files")).to_contain_text("model.pth")
 
 
-def test_the_experiment_list_shows_a_run_started_elsewhere(app: Page, luminide_stack):
+def test_the_experiment_list_shows_a_run_started_elsewhere(
+    app: Page, luminide_stack, screenshot_dir
+):
     app.goto(luminide_stack.url + "/projects/demo/experiments/")
     rows = app.locator("#experiments-table tbody tr")
     before = rows.count()
@@ -306,6 +308,14 @@ def test_the_experiment_list_shows_a_run_started_elsewhere(app: Page, luminide_s
     # The box ticked before the refresh is still ticked (on the row below the new one).
     expect(app.locator("#experiments-table input[name=n]:checked")).to_have_count(1)
     expect(rows.nth(1).locator("input[name=n]")).to_be_checked()
+
+    # Its page: the prediction is calibrated on the project's full training (the test before).
+    rows.first.locator("a").first.click()
+    expect(app.locator("#stat-predicted")).to_contain_text("≈")
+    expect(app.locator(".stat.predicted")).to_contain_text(
+        "from this project's one full run so far"
+    )
+    shot(app, screenshot_dir, "06b-fast-training-calibrated")
 
 
 def test_nodes_tokens_admin(app: Page, browser, luminide_stack, screenshot_dir):

@@ -98,6 +98,8 @@ def test_ranks_a_projects_runs_and_reuses_them(owner, tmp_path):
     assert "| score | 1.000 | 1.000 |" in report
     assert "| best_so_far | 1.000 | 1.000 |" in report
     assert "first 3 epochs scored" in report
+    # The same shape again: the others' final/score ratio predicts each run exactly.
+    assert "each of 7 runs from the other runs (leave one out): median error 0%" in report
 
     again = _check(tmp_path, project.slug, configs=10)
     assert f"{project.slug}: 2 of 10 runs to train" in again  # the first 8 are kept

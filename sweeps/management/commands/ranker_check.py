@@ -34,6 +34,7 @@ from scipy.stats import kendalltau, spearmanr
 
 from luminide.models import Project
 from luminide.workspace import TEMPLATE_INPUTS, TEMPLATES_DIR, list_templates
+from sweeps.calibration import calibrate
 from sweeps.models import Experiment, RunState
 from sweeps.runner import run_full_sh
 from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml
@@ -110,6 +111,7 @@ class Command(BaseCommand):
             writer.writeheader()
             writer.writerows(rows)
         self.stdout.write(self._summary(name, rows, n_fast))
+        self.stdout.write(self._predictions(rows, n_fast))
         self.stdout.write(self._leaders(runs) + f"\nruns: {out}")
 
     @staticmethod
@@ -216,6 +218,30 @@ class Command(BaseCommand):
                 f"| {method} | {rho:.3f} | {tau:.3f} | {pick:.4f} | {pick / best - 1:+.1%} |"
             )
         return "\n".join(lines)
+
+    @staticmethod
+    def _predictions(rows: list[dict], n_fast: int) -> str:
+        """How close a Fast Training page's calibrated prediction (sweeps/calibration.py)
+        comes to the final best, each run predicted from the others as if they were the
+        project's earlier full runs; against the raw Early Ranking score."""
+        runs = [(r["score"], r["final_best"]) for r in rows]
+        calibrated, raw, inside = [], [], []
+        for i, (score, final) in enumerate(runs):
+            others = runs[:i] + runs[i + 1 :]
+            p = calibrate(score, others, epochs=n_fast)
+            if p is None or not math.isfinite(final):
+                continue
+            calibrated.append(abs(p.estimate / final - 1))
+            raw.append(abs(score / final - 1))
+            inside.append(p.low <= final <= p.high)
+        if not calibrated:
+            return "Fast Training prediction: no run to check it on."
+        return (
+            f"Fast Training's predicted final val loss, each of {len(calibrated)} runs from the "
+            f"other runs (leave one out): median error {np.median(calibrated):.0%} "
+            f"(the raw Early Ranking score: {np.median(raw):.0%}); the final best inside the "
+            f"range shown for {np.mean(inside):.0%} of runs."
+        )
 
     @staticmethod
     def _leaders(runs: _Runs) -> str:

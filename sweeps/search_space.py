@@ -60,6 +60,16 @@ class SearchSpace:
         """The full config a trial runs with: defaults, then fixed values, then samples."""
         return {**defaults, **self.fixed, **params}
 
+    @staticmethod
+    def readable(params: dict[str, Any]) -> dict[str, Any]:
+        """Sampled reals to 6 significant digits (``lr: 0.00618070``, not
+        ``0.0061806980045350035``), as a trial stores, runs and reports them."""
+        return {k: _readable(v) for k, v in params.items()}
+
+
+def _readable(value: Any) -> Any:
+    return float(f"{value:.6g}") if isinstance(value, float) else value
+
 
 def _compose(text: str, filename: str) -> yaml.Node | None:
     try:

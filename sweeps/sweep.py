@@ -210,7 +210,7 @@ def _launch(experiment: Experiment, trial: Trial) -> None:
     """Ask the study for the trial's values, write its config.yaml and enqueue it."""
     space = _space(experiment)
     asked = studies.ask(_study(experiment, trial.number), space.distributions)
-    params = dict(asked.params)
+    params = space.readable(asked.params)
     config = space.trial_config(experiment.config, params)
     run_dir = trial.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,9 @@ def test_start_queues_parallel_trials_with_full_configs(project):
         config = yaml.safe_load((trial.run_dir / "config.yaml").read_text())
         assert config == {**exp.config, **trial.params}
         assert 1e-4 <= config["lr"] <= 0.1 and config["batch"] % 8 == 0
+        # Written readably (6 significant digits), and the trial reports what it ran with.
+        assert config["lr"] == float(f"{config['lr']:.6g}")
+        assert "lr: " + repr(config["lr"]) in (trial.run_dir / "config.yaml").read_text()
         assert trial.run_dir == exp.output_dir / f"trial{trial.number}"
     # The code is frozen at start: later edits do not reach the trials.
     assert (exp.output_dir / "code" / "sweep.yaml").read_text() == SWEEP_YAML

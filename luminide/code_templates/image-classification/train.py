@@ -5,7 +5,11 @@ from ``config.yaml`` in that folder when present (the run's own copy), else from
 ``../code/config.yaml``; reads images listed in ``../input/labels.csv``; appends
 ``history.csv`` (layout 3) while it trains and keeps the best ``model.pth``.
 
-    python ../code/train.py --epochs 30 [--subset N] [--config PATH]
+    python ../code/train.py --epochs 30 [--stop-after N] [--subset N] [--config PATH]
+
+``--epochs`` is the full length; ``--stop-after N`` trains only its first N epochs, so a fast
+run is exactly the start of the full run (add a learning-rate schedule over ``--epochs`` and
+``fast.sh`` still reads the full run's first epochs).
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ def fmt(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--stop-after", type=int, default=None, help="train only N epochs")
     parser.add_argument("--subset", type=int, default=None, help="use only the first N images")
     parser.add_argument("--config", default=None)
     parser.add_argument("--input", default="../input")
@@ -173,7 +178,7 @@ def main() -> None:
             index += 1
 
         step = 0
-        for epoch in range(args.epochs):
+        for epoch in range(min(args.epochs, args.stop_after or args.epochs)):
             order = torch.randperm(len(x_train), device=device)
             samples = 0
             model.train()

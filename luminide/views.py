@@ -305,6 +305,9 @@ def nodes(request: HttpRequest) -> HttpResponse:
                 ],
             }
         )
+    for row in rows:
+        row["gone"] = row["stale"] or row["node"].state == ComputeNode.State.OFFLINE
+    rows.sort(key=lambda row: row["gone"])  # the live ones first, by name (stable sort)
     return render(request, "luminide/nodes.html", {"rows": rows, "nav": "nodes"})
 
 

@@ -228,6 +228,7 @@
       row.href = "#" + encodeURIComponent(entry.path);
       row.className = "tree-row tree-" + entry.type;
       row.dataset.path = entry.path;
+      row.title = entry.path; // the full name where the column cuts it
       row.style.paddingLeft = 8 + depth * 14 + "px";
       const ic = document.createElement("span");
       ic.className = "tree-icon";

@@ -258,7 +258,7 @@
             cmin: lo,
             cmax: hi > lo ? hi : lo + 1e-9,
             showscale: finite.length > 1,
-            colorbar: { thickness: 10, len: 0.8, title: { text: "" } },
+            colorbar: { thickness: 10, len: 0.8, x: 1.05, title: { text: "" } }, // clear of the last axis' ticks
           },
           labelfont: { size: 11 },
           // Slanted when many axes, or neighbouring labels such as "weight_decay (log)" overlap.
@@ -266,7 +266,7 @@
           tickfont: { size: 10 },
         },
       ],
-      layout: Object.assign(layout({ uirevision: "parcoords" }), { margin: { l: 50, r: 50, t: 56, b: 22 } }),
+      layout: Object.assign(layout({ uirevision: "parcoords" }), { margin: { l: 50, r: 96, t: 56, b: 22 } }),
     };
   }
 
@@ -676,7 +676,7 @@
           el.dataset.params = String(imp.importance.length);
           // fANOVA fits a forest to the completed trials: with few, its shares are rough.
           const few = imp.n_complete < IMPORTANCE_FEW;
-          setText("importance-basis", " · " + imp.n_complete + " trials" + (few ? ": rough below " + IMPORTANCE_FEW : ""));
+          setText("importance-basis", " · " + imp.n_complete + " trials" + (few ? " (few: a rough guide)" : ""));
         } else {
           emptyChart(el, imp.status === "error" ? "Not available: " + imp.message : "Needs 2 completed trials");
         }

@@ -137,7 +137,7 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
         " || document.getElementById('chart-importance').textContent.includes('Not available')"
     )
     if app.evaluate("Number(document.getElementById('chart-importance').dataset.params || 0)"):
-        expect(app.locator("#importance-basis")).to_have_text(" · 3 trials: rough below 10")
+        expect(app.locator("#importance-basis")).to_have_text(" · 3 trials (few: a rough guide)")
     expect(app.locator("#tuned-config")).to_contain_text("lr:")  # refreshed without reload
     # The page settles on the final best: table, and the tuned config card re-rendered.
     number = int(app.get_attribute("#sweep", "data-number"))

@@ -370,6 +370,18 @@ def test_nodes_page(client, owner):
         last_heartbeat=timezone.now() - timedelta(minutes=3)
     )
     assert "3\xa0minutes ago" in client_for(client, owner).get(reverse("nodes")).content.decode()
+    # A worker stopped an hour ago: listed after the live ones, with no "Up since".
+    ComputeNode.objects.filter(hostname="gpu-box-1").update(last_heartbeat=timezone.now())
+    ComputeNode.objects.create(
+        hostname="a-old-box",
+        device="CPU",
+        state=ComputeNode.State.OFFLINE,
+        last_heartbeat=timezone.now() - timedelta(hours=1),
+    )
+    page = client_for(client, owner).get(reverse("nodes")).content.decode()
+    assert page.index("gpu-box-1") < page.index("a-old-box")
+    old_row = page[page.index("a-old-box") :].split("</tr>")[0]
+    assert '<td class="muted">—</td>' in old_row
 
 
 def test_tokens_create_shows_raw_once_and_revoke(client, owner, outsider):

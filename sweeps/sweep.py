@@ -374,7 +374,7 @@ def write_tuned_config(experiment: Experiment, trial: Trial) -> Path:
     return path
 
 
-def _tuned_trial_number(experiment: Experiment) -> int | None:
+def tuned_trial_number(experiment: Experiment) -> int | None:
     """The trial ``config-tuned.yaml`` was written from (its header), None if there is none."""
     try:
         with (experiment.output_dir / TUNED_CONFIG).open() as fh:
@@ -392,7 +392,7 @@ def _sync_tuned_config(experiment: Experiment) -> None:
     """
     for _attempt in range(3):
         best = _best_trial(experiment)
-        if best is None or _tuned_trial_number(experiment) == best.number:
+        if best is None or tuned_trial_number(experiment) == best.number:
             return
         write_tuned_config(experiment, best)
 

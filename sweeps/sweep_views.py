@@ -35,6 +35,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from luminide.models import ComputeNode, Project
 from sweeps import sweep_charts
+from sweeps.calibration import predict_final
 from sweeps.history import json_float
 from sweeps.models import ACTIVE_STATES, Experiment, RunState, TrialEpoch
 from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml
@@ -45,6 +46,7 @@ from sweeps.sweep import (
     do_resume_sweep,
     do_start_sweep,
     do_stop_sweep,
+    tuned_trial_number,
 )
 from sweeps.views import _get_experiment_for_user, _get_project_for_user
 
@@ -139,6 +141,12 @@ def render_sweep_page(request: HttpRequest, project: Project, experiment: Experi
         tuned_text = tuned.read_text(errors="replace")[:20_000]
     spec = experiment.spec or {}
     workers = ComputeNode.objects.exclude(state=ComputeNode.State.OFFLINE).count()
+    # A Fast Sweep's pick, in val loss terms: calibrated on the project's full runs.
+    tuned_trial = (
+        experiment.trials.filter(number=tuned_trial_number(experiment)).first()
+        if experiment.is_fast and tuned_text
+        else None
+    )
     return render(
         request,
         "sweeps/sweep_detail.html",
@@ -148,6 +156,8 @@ def render_sweep_page(request: HttpRequest, project: Project, experiment: Experi
             "spec": spec,
             "objective": objective_label(experiment),
             "tuned_text": tuned_text,
+            "is_fast": experiment.is_fast,
+            "prediction": predict_final(tuned_trial) if tuned_trial is not None else None,
             "has_results": (experiment.output_dir / RESULTS_CSV).is_file(),
             "is_active": experiment.state in ACTIVE_STATES,
             "workers_online": workers,

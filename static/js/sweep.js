@@ -558,24 +558,10 @@
   let tunedStamp; // config-tuned.yaml's mtime the page shows (undefined: not known yet)
   /** Re-render the server-side parts (buttons, tuned config) after a state change. */
   async function refreshFragments() {
-    try {
-      const html = await (await fetch(location.href, { headers: { Accept: "text/html" }, cache: "no-store" })).text();
-      const doc = new DOMParser().parseFromString(html, "text/html");
-      for (const id of ["tuned-card"]) {
-        const fresh = doc.getElementById(id);
-        const cur = document.getElementById(id);
-        if (fresh && cur) cur.replaceWith(fresh);
-      }
-      const freshActions = doc.getElementById("sweep-actions");
-      const actions = document.getElementById("sweep-actions");
-      if (freshActions && actions) {
-        const conn = document.getElementById("conn");
-        freshActions.querySelector("#conn").replaceWith(conn);
-        actions.replaceWith(freshActions);
-      }
-    } catch (e) {
-      /* the charts stay live; buttons update on reload */
-    }
+    const conn = document.getElementById("conn");
+    await window.LuminideFragments.refresh(["tuned", "sweep-actions"]);
+    const fresh = document.getElementById("conn");
+    if (conn && fresh && fresh !== conn) fresh.replaceWith(conn); // the live badge stays as it is
   }
 
   // ---------------------------------------------------------------- HTTP re-sync

@@ -433,6 +433,26 @@ def test_fast_training_page_shows_the_prediction(client, project, owner):
     )
 
 
+def test_a_fast_sweeps_tuned_card_predicts_its_final_val_loss(client, project, owner):
+    exp = make_sweep(project, fast=True)
+    (exp.output_dir / TUNED_CONFIG).write_text("# Tuned by proj/exp1: trial 1, score 0.35\n")
+    Trial.objects.filter(experiment=exp, number=1).update(score=0.35)
+    client.force_login(owner)
+    page = client.get(url("experiment_detail", exp)).content.decode()
+    assert "train it fully to see" in page  # nothing to calibrate on yet
+    full = factories.make_experiment(
+        project, number=5, kind=Experiment.Kind.TRAIN, state=RunState.COMPLETE
+    ).trials.get()
+    Trial.objects.filter(pk=full.pk).update(epochs_done=30, best_val_loss=0.035)
+    TrialEpoch.objects.create(trial=full, epoch=2, val_loss=0.4, score=0.35)
+    page = client.get(url("experiment_detail", exp)).content.decode()
+    assert "Predicted final val loss of a full training: <strong>≈ 0.035</strong>" in page
+    assert "from this project's one full run so far" in page
+    # A full sweep's pick has its own val loss: no prediction there.
+    Experiment.objects.filter(pk=exp.pk).update(kind=Experiment.Kind.SWEEP)
+    assert 'id="tuned-prediction"' not in client.get(url("experiment_detail", exp)).content.decode()
+
+
 def test_importance_without_a_stored_study_uses_the_trial_rows(client, project, owner):
     exp = make_sweep(project, study="no-such-study")
     Trial.objects.create(

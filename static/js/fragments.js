@@ -21,7 +21,7 @@
     }
     for (const el of elements) {
       const fresh = doc.querySelector('[data-live-fragment="' + el.dataset.liveFragment + '"]');
-      if (!fresh) continue;
+      if (!fresh || fresh.innerHTML === el.innerHTML) continue; // unchanged: a click in progress stays
       const checked = new Set([...el.querySelectorAll("input[type=checkbox]:checked")].map((i) => i.name + "=" + i.value));
       fresh.querySelectorAll("input[type=checkbox]").forEach((i) => {
         i.checked = checked.has(i.name + "=" + i.value);

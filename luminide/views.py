@@ -134,9 +134,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 def project_ide(request: HttpRequest, slug: str) -> HttpResponse:
     """The IDE page: file tree, editor, Run Experiment panel."""
     project = _get_project_for_user(request, slug)
-    experiments = list(
-        project.experiments.select_related("project").prefetch_related("trials__node")[:8]
-    )
+    experiments = list(project.experiments.select_related("project")[:8])
     return render(
         request,
         "luminide/ide.html",

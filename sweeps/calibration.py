@@ -42,9 +42,13 @@ def predict_final(trial: Trial) -> Prediction | None:
     k, score = trial.epochs_done, trial.score
     if not k or score is None or not _usable(score):
         return None
+    # The epoch its score is from, as the history numbers it (0 in the templates, maybe 1).
+    last = trial.epochs.order_by("-epoch").values_list("epoch", flat=True).first()
+    if last is None:
+        return None
     evidence = (
         TrialEpoch.objects.filter(
-            epoch=k - 1,  # the score after k epochs
+            epoch=last,  # the full runs' score after as many epochs
             trial__experiment__project_id=trial.experiment.project_id,
             trial__experiment__kind__in=FULL_KINDS,
             trial__state=RunState.COMPLETE,

@@ -60,15 +60,22 @@ class SearchSpace:
         """The full config a trial runs with: defaults, then fixed values, then samples."""
         return {**defaults, **self.fixed, **params}
 
-    @staticmethod
-    def readable(params: dict[str, Any]) -> dict[str, Any]:
+    def readable(self, params: dict[str, Any]) -> dict[str, Any]:
         """Sampled reals to 6 significant digits (``lr: 0.00618070``, not
-        ``0.0061806980045350035``), as a trial stores, runs and reports them."""
-        return {k: _readable(v) for k, v in params.items()}
+        ``0.0061806980045350035``), as a trial stores, runs and reports them: still inside
+        their bounds and on their ``q`` grid; categorical values stay as listed."""
+        return {k: _readable(v, self.distributions.get(k)) for k, v in params.items()}
 
 
-def _readable(value: Any) -> Any:
-    return float(f"{value:.6g}") if isinstance(value, float) else value
+def _readable(value: Any, distribution: BaseDistribution | None) -> Any:
+    if not isinstance(distribution, FloatDistribution) or not isinstance(value, float):
+        return value
+    low, high, step = distribution.low, distribution.high, distribution.step
+    if step is not None:  # on the grid, without float noise (0.15000000000000002)
+        short = float(f"{low + round((value - low) / step) * step:.12g}")
+    else:
+        short = float(f"{value:.6g}")
+    return min(max(short, low), high)
 
 
 def _compose(text: str, filename: str) -> yaml.Node | None:

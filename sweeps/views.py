@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch
+from django.db.models import Count, Min, Prefetch
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -58,17 +58,37 @@ def _main_trial(experiment: Experiment) -> Trial | None:
     return trials[0] if trials else None
 
 
+def _for_list(queryset):
+    """The experiment lists' queryset: counts and best loss aggregated by the database, not
+    read from every trial (the lists are re-fetched every few seconds while open)."""
+    return (
+        queryset.select_related("project")
+        .annotate(
+            n_trials=Count("trials", distinct=True),  # distinct: a shared project's join repeats
+            best_trial_loss=Min("trials__best_val_loss"),
+        )
+        .order_by(*Experiment._meta.ordering)  # an aggregate query drops Meta.ordering
+    )
+
+
 def _experiments_for_list(queryset):
-    rows = []
-    for exp in queryset:
-        trials = list(exp.trials.all())
-        nodes = sorted({t.node.hostname for t in trials if t.node is not None})
-        best = exp.best_value
-        if best is None:
-            losses = [t.best_val_loss for t in trials if t.best_val_loss is not None]
-            best = min(losses) if losses else None
-        rows.append({"exp": exp, "nodes": nodes, "best": best, "n_trials": len(trials)})
-    return rows
+    experiments = list(queryset)
+    nodes: dict[int, set[str]] = {}
+    for exp_id, hostname in (
+        Trial.objects.filter(experiment__in=experiments, node__isnull=False)
+        .values_list("experiment_id", "node__hostname")
+        .distinct()
+    ):
+        nodes.setdefault(exp_id, set()).add(hostname)
+    return [
+        {
+            "exp": exp,
+            "nodes": sorted(nodes.get(exp.pk, ())),
+            "best": exp.best_value if exp.best_value is not None else exp.best_trial_loss,
+            "n_trials": exp.n_trials,
+        }
+        for exp in experiments
+    ]
 
 
 # ---------------------------------------------------------------- run / cancel
@@ -121,9 +141,7 @@ def _next_url(request: HttpRequest, experiment: Experiment) -> str:
 @login_required
 def experiment_list(request: HttpRequest, slug: str) -> HttpResponse:
     project = _get_project_for_user(request, slug)
-    queryset = (
-        project.experiments.select_related("project").prefetch_related(_trials_prefetch()).all()
-    )
+    queryset = _for_list(project.experiments.all())
     state = request.GET.get("state", "")
     if state:
         queryset = queryset.filter(state=state)
@@ -142,12 +160,7 @@ def experiment_list(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def all_experiments(request: HttpRequest) -> HttpResponse:
     """Experiments across every project the user can see (the top-nav Experiments menu)."""
-    queryset = (
-        Experiment.objects.for_user(request.user)
-        .select_related("project")
-        .prefetch_related(_trials_prefetch())
-        .order_by("-created_at")[:200]
-    )
+    queryset = _for_list(Experiment.objects.for_user(request.user)).order_by("-created_at")[:200]
     return render(
         request,
         "sweeps/experiment_list.html",
@@ -184,8 +197,14 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
             "exp": experiment,
             "trials": trials,
             "trial": trial,
-            # One of several trials (a sweep's, an API client's): the stats are all its own.
-            "clocked": trial if len(trials) > 1 else experiment,
+            # One trial of a sweep or an API client's experiment: the stats are all its own
+            # (even while it is the only one so far).
+            "clocked": (
+                trial
+                if trial is not None
+                and (experiment.is_sweep or experiment.kind == Experiment.Kind.API)
+                else experiment
+            ),
             "config_text": config_text,
             "prediction": (
                 predict_final(trial)

@@ -29,7 +29,7 @@ def duration(value: timedelta | None) -> str:
     second, as the live pages' clock (``static/js/live.js``) does."""
     if value is None:
         return "—"
-    seconds = max(0, round(value.total_seconds()))
+    seconds = max(0, math.floor(value.total_seconds() + 0.5))  # halves up, as Math.round
     if seconds < 60:
         return f"{seconds}s"
     minutes, seconds = divmod(seconds, 60)

@@ -98,7 +98,12 @@
   }
 
   // Started and Duration: the experiment's, or the charted trial's where it has several.
+  const shownClock = {}; // what the stats show, to re-apply over an older server render
+  const shownTrial = {};
+
   function setClock(obj) {
+    if (obj.started_at) shownClock.started_at = obj.started_at;
+    if (obj.finished_at) shownClock.finished_at = obj.finished_at;
     const dur = document.getElementById("stat-duration");
     if (obj.started_at) {
       dur.dataset.started = obj.started_at;
@@ -112,6 +117,7 @@
     if (!t) return;
     const number = t.trial !== undefined && typeof t.trial === "number" ? t.trial : t.number;
     if (number !== undefined && number !== state.trial) return;
+    if (t !== shownTrial) Object.assign(shownTrial, t);
     if (t.node !== undefined) setText("stat-node", t.node || "—");
     if (t.epochs_done !== undefined) setText("stat-epochs", t.epochs_done);
     if (t.best_val_loss !== undefined) setText("stat-best", fmt(t.best_val_loss));
@@ -131,11 +137,15 @@
   let filesFetchedAt = 0; // the first completed epoch refetches
   const hasPrediction = document.querySelector(".stat.predicted") !== null;
 
-  function refreshServerParts(atEnd) {
+  async function refreshServerParts(atEnd) {
     filesFetchedAt = Date.now();
     const parts = ["config", "output-files"];
     if (atEnd || hasPrediction) parts.push("stats");
-    return window.LuminideFragments.refresh(parts);
+    await window.LuminideFragments.refresh(parts);
+    if (!parts.includes("stats")) return;
+    // The server rendered the stats a moment ago: live updates since then win.
+    updateTrial(shownTrial);
+    setClock(shownClock);
   }
 
   function epochCompleted() {

@@ -9,8 +9,14 @@
   "use strict";
   const PERIOD_MS = 5000;
 
-  async function replace(elements) {
-    if (!elements.length) return;
+  let requested = 0; // refreshes asked for, in order
+  const shownFrom = {}; // fragment name -> the refresh its current content came from
+
+  // Fetch once, then swap each named fragment, looked up now (an earlier refresh may have
+  // swapped it meanwhile); an older response never replaces what a newer one brought.
+  async function replace(names) {
+    if (!names.length) return;
+    const mine = ++requested;
     let doc;
     try {
       const resp = await fetch(location.href, { headers: { Accept: "text/html", "X-Luminide-Fragment": "1" }, cache: "no-store" });
@@ -19,9 +25,13 @@
     } catch (e) {
       return; // the page keeps what it shows; the next refresh tries again
     }
-    for (const el of elements) {
-      const fresh = doc.querySelector('[data-live-fragment="' + el.dataset.liveFragment + '"]');
-      if (!fresh || fresh.innerHTML === el.innerHTML) continue; // unchanged: a click in progress stays
+    for (const name of names) {
+      if ((shownFrom[name] || 0) > mine) continue;
+      const selector = '[data-live-fragment="' + name + '"]';
+      const el = document.querySelector(selector);
+      const fresh = doc.querySelector(selector);
+      shownFrom[name] = mine;
+      if (!el || !fresh || fresh.innerHTML === el.innerHTML) continue; // unchanged: a click in progress stays
       const checked = new Set([...el.querySelectorAll("input[type=checkbox]:checked")].map((i) => i.name + "=" + i.value));
       fresh.querySelectorAll("input[type=checkbox]").forEach((i) => {
         i.checked = checked.has(i.name + "=" + i.value);
@@ -30,12 +40,16 @@
     }
   }
 
-  window.LuminideFragments = {
-    refresh: (names) => replace(names.map((name) => document.querySelector('[data-live-fragment="' + name + '"]')).filter(Boolean)),
-  };
+  window.LuminideFragments = { refresh: replace };
 
-  setInterval(() => {
-    if (document.hidden) return;
-    replace([...document.querySelectorAll("[data-live-fragment][data-poll]")]);
+  let polling = false; // one poll at a time: a slow page does not pile up requests
+  setInterval(async () => {
+    if (document.hidden || polling) return;
+    polling = true;
+    try {
+      await replace([...document.querySelectorAll("[data-live-fragment][data-poll]")].map((el) => el.dataset.liveFragment));
+    } finally {
+      polling = false;
+    }
   }, PERIOD_MS);
 })();

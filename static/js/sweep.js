@@ -552,14 +552,14 @@
     const failed = expState === "failed" && Boolean(failure);
     document.getElementById("failure").hidden = !failed; // resumed: the banner goes
     if (failed) setText("failure-reason", failure);
-    if (previous && previous !== expState && ACTIVE.has(previous) !== ACTIVE.has(expState)) refreshFragments();
+    if (previous && previous !== expState && ACTIVE.has(previous) !== ACTIVE.has(expState)) refreshFragments(["sweep-actions", "tuned"]);
   }
 
   let tunedStamp; // config-tuned.yaml's mtime the page shows (undefined: not known yet)
-  /** Re-render the server-side parts (buttons, tuned config) after a state change. */
-  async function refreshFragments() {
+  /** Re-render server-side parts: the buttons after a state change, the tuned config card. */
+  async function refreshFragments(names) {
     const conn = document.getElementById("conn");
-    await window.LuminideFragments.refresh(["tuned", "sweep-actions"]);
+    await window.LuminideFragments.refresh(names);
     const fresh = document.getElementById("conn");
     if (conn && fresh && fresh !== conn) fresh.replaceWith(conn); // the live badge stays as it is
   }
@@ -577,7 +577,7 @@
     setExpState(data.experiment.state, data.experiment.failure_reason);
     updateStats(data);
     const stamp = data.experiment.tuned_mtime;
-    if (tunedStamp !== undefined && tunedStamp !== stamp) refreshFragments();
+    if (tunedStamp !== undefined && tunedStamp !== stamp) refreshFragments(["tuned"]); // a new best
     tunedStamp = stamp;
     maybeImportance(data);
     draw();

@@ -313,7 +313,7 @@ def test_the_experiment_list_shows_a_run_started_elsewhere(
     rows.first.locator("a").first.click()
     expect(app.locator("#stat-predicted")).to_contain_text("≈")
     expect(app.locator(".stat.predicted")).to_contain_text(
-        "from this project's one full run so far"
+        "from the one full run of this project scored after 3 epochs"
     )
     shot(app, screenshot_dir, "06b-fast-training-calibrated")
 

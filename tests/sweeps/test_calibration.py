@@ -20,14 +20,17 @@ def project(settings, tmp_path, owner):
     return factories.make_project(owner, "proj", template="")
 
 
-def run(project, kind, *, score_at_3, best, epochs=30, state=RunState.COMPLETE) -> Trial:
+def run(
+    project, kind, *, score_at_3, best, epochs=30, state=RunState.COMPLETE, first_epoch=0
+) -> Trial:
     """A run whose Early Ranking score after 3 epochs was ``score_at_3``."""
     trial = factories.make_experiment(project, kind=kind, state=state).trials.get()
     trial.epochs_done, trial.best_val_loss = epochs, best
     if kind == KIND.FAST_TRAIN:
         trial.score = score_at_3
     trial.save()
-    TrialEpoch.objects.create(trial=trial, epoch=2, val_loss=0.5, score=score_at_3)
+    for epoch in range(first_epoch, first_epoch + 3):
+        TrialEpoch.objects.create(trial=trial, epoch=epoch, val_loss=0.5, score=score_at_3)
     return trial
 
 
@@ -57,6 +60,14 @@ def test_the_closest_scoring_full_runs_scale_the_score(project, owner):
     assert (p.low, p.high) == (pytest.approx(0.34 * ratios[0]), pytest.approx(0.34 * ratios[-1]))
 
 
+def test_a_history_numbering_epochs_from_1_compares_the_same_epochs(project):
+    full = run(project, KIND.TRAIN, score_at_3=0.3, best=0.03, first_epoch=1)
+    for epoch, score in ((1, 0.9), (2, 0.6)):  # its earlier scores were higher
+        TrialEpoch.objects.filter(trial=full, epoch=epoch).update(score=score)
+    fast = run(project, KIND.FAST_TRAIN, score_at_3=0.3, best=0.3, epochs=3, first_epoch=1)
+    assert predict_final(fast).estimate == pytest.approx(0.03)  # 0.3 x (0.03 / 0.3)
+
+
 def test_a_diverged_or_unscored_run_is_not_evidence(project):
     run(project, KIND.TRAIN, score_at_3=float("inf"), best=0.1)
     run(project, KIND.TRAIN, score_at_3=0.3, best=float("nan"))
@@ -73,12 +84,14 @@ def test_the_fast_training_page_shows_the_calibrated_prediction(client, project,
     client.force_login(owner)
     page = client.get(url).content.decode()
     assert "Predicted final val loss (upper estimate)" in page
-    assert "train this project fully once to calibrate it" in page
+    assert "uncalibrated until this project has a completed full training" in page
     run(project, KIND.TRAIN, score_at_3=0.34, best=0.034)
     page = client.get(url).content.decode()
     assert 'id="stat-predicted">≈ 0.034<' in page
-    assert "from this project's one full run so far" in page
+    assert "from the one full run of this project scored after 3 epochs" in page
     assert 'Early Ranking score <span id="stat-score">0.34<' in page
     run(project, KIND.TRAIN, score_at_3=0.34, best=0.068)
     page = client.get(url).content.decode()
-    assert "0.034 to 0.068, from the 2 full runs of this project that scored closest" in page
+    assert (
+        "0.034 to 0.068, from the 2 full runs of this project that scored closest after 3" in page
+    )

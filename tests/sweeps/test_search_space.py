@@ -222,3 +222,33 @@ def test_render_config_keeps_each_value_s_type_and_drops_a_bom():
     assert text.startswith("# run\n")
     loaded = yaml.safe_load(text)
     assert loaded == config and [type(v) for v in loaded.values()] == [int, bool, int, float]
+
+
+def test_sampled_values_are_written_readably_inside_their_bounds_and_grid():
+    space = parse_sweep_yaml(
+        "parameters:\n"
+        "  lr: {distribution: log_uniform, min: 0.0001, max: 0.1}\n"
+        "  dropout: {distribution: uniform, min: 0.0, max: 0.12345675}\n"
+        "  wd: {distribution: q_uniform, min: 0.0, max: 0.5, q: 0.05}\n"
+        "  fine: {distribution: q_uniform, min: 0.1, max: 0.1000009, q: 0.0000003}\n"
+        "  scale: {values: [0.1234567, 0.5]}\n"
+        "  width: {distribution: int_uniform, min: 8, max: 64}\n"
+    )
+    written = space.readable(
+        {
+            "lr": 0.0061806980045350035,
+            "dropout": 0.123456749,  # 6 digits would round it above its max
+            "wd": 0.15000000000000002,
+            "fine": 0.10000030000000001,
+            "scale": 0.1234567,
+            "width": 17,
+        }
+    )
+    assert written == {
+        "lr": 0.00618070,
+        "dropout": 0.12345675,
+        "wd": 0.15,
+        "fine": 0.1000003,  # its grid point, not 0.1 (6 digits)
+        "scale": 0.1234567,  # a listed value stays as listed
+        "width": 17,
+    }

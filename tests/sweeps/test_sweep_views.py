@@ -447,7 +447,7 @@ def test_a_fast_sweeps_tuned_card_predicts_its_final_val_loss(client, project, o
     TrialEpoch.objects.create(trial=full, epoch=2, val_loss=0.4, score=0.35)
     page = client.get(url("experiment_detail", exp)).content.decode()
     assert "Predicted final val loss of a full training: <strong>≈ 0.035</strong>" in page
-    assert "from this project's one full run so far" in page
+    assert "from the one full run of this project scored after 3 epochs" in page
     # A full sweep's pick has its own val loss: no prediction there.
     Experiment.objects.filter(pk=exp.pk).update(kind=Experiment.Kind.SWEEP)
     assert 'id="tuned-prediction"' not in client.get(url("experiment_detail", exp)).content.decode()

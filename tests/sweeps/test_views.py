@@ -210,6 +210,7 @@ def test_tracking_list_columns(client, project, owner):
     page = (
         login(client, owner).get(reverse("experiment_list", args=[project.slug])).content.decode()
     )
+    assert page.index("exp3</a>") < page.index("exp2</a>") < page.index("exp1</a>")  # newest first
     # A Fast Sweep's best is a score, not a validation loss: the column says so.
     assert re.search(r"0\.1697 <span[^>]*>score</span>", page)
     assert not re.search(r"0\.4321 <span[^>]*>score</span>", page)
@@ -224,6 +225,19 @@ def test_tracking_list_columns(client, project, owner):
         "Training",
     ):
         assert needle in page
+
+
+def test_lists_count_a_shared_projects_trials_once(client, project, owner, collaborator):
+    project.collaborators.add(factories.make_user("second-collaborator"))
+    sweep = make_experiment(project, 1, kind=Experiment.Kind.SWEEP, rows=0)
+    node = Trial.objects.get(experiment=sweep).node
+    for number, loss in ((1, 0.5), (2, 0.25)):
+        Trial.objects.create(experiment=sweep, number=number, node=node, best_val_loss=loss)
+    for who in (owner, collaborator):
+        page = login(client, who).get(reverse("all_experiments")).content.decode()
+        assert "3 trials" in page  # not 6: the collaborators join repeats each trial
+        assert "0.25" in page  # the best trial's loss (the sweep has no best_value yet)
+        assert page.count("node-1") == 1  # its node once
 
 
 def test_detail_page(client, project, owner):

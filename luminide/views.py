@@ -297,14 +297,13 @@ def nodes(request: HttpRequest) -> HttpResponse:
             {
                 "node": node,
                 "stale": stale,
+                "gone": stale or node.state == ComputeNode.State.OFFLINE,
                 "age": age,
                 "trials": [
                     t for t in by_node.get(node.pk, []) if t.experiment.project_id in visible
                 ],
             }
         )
-    for row in rows:
-        row["gone"] = row["stale"] or row["node"].state == ComputeNode.State.OFFLINE
     rows.sort(key=lambda row: row["gone"])  # the live ones first, by name (stable sort)
     return render(request, "luminide/nodes.html", {"rows": rows, "nav": "nodes"})
 

@@ -126,7 +126,6 @@ def sweep_start(request: HttpRequest, slug: str) -> HttpResponse:
     url = reverse("experiment_detail", kwargs={"slug": project.slug, "number": experiment.number})
     if _wants_json(request):
         return JsonResponse({"experiment": experiment.number, "url": url})
-    messages.success(request, f"{experiment.name}: sweep of {n_trials} trials queued.")
     return redirect(url)
 
 
@@ -147,6 +146,7 @@ def render_sweep_page(request: HttpRequest, project: Project, experiment: Experi
         if experiment.is_fast and tuned_text
         else None
     )
+    tuned_runs, baseline = _tuned_trainings(experiment, tuned_text)
     return render(
         request,
         "sweeps/sweep_detail.html",
@@ -158,6 +158,14 @@ def render_sweep_page(request: HttpRequest, project: Project, experiment: Experi
             "tuned_text": tuned_text,
             "is_fast": experiment.is_fast,
             "prediction": predict_final(tuned_trial) if tuned_trial is not None else None,
+            "tuned_runs": tuned_runs,
+            "tuned_best": min(
+                (e for e in tuned_runs if e.best_value is not None),
+                key=lambda e: e.best_value,
+                default=None,
+            ),
+            "baseline": baseline,
+            "tuned_training_active": any(e.state in ACTIVE_STATES for e in tuned_runs),
             "has_results": (experiment.output_dir / RESULTS_CSV).is_file(),
             "is_active": experiment.state in ACTIVE_STATES,
             "workers_online": workers,
@@ -167,6 +175,32 @@ def render_sweep_page(request: HttpRequest, project: Project, experiment: Experi
             "nav": "experiments",
         },
     )
+
+
+def _tuned_trainings(
+    experiment: Experiment, tuned_text: str
+) -> tuple[list[Experiment], Experiment | None]:
+    """What came of the tuned config: the project's Train runs started with it after the
+    sweep (by either button, or by hand), and the best completed Train run of any other config
+    to hold it against. A pick that trains worse than the config it was meant to beat must
+    show on the sweep's own page."""
+    try:
+        tuned = parse_config_yaml(tuned_text, TUNED_CONFIG) if tuned_text else None
+    except YamlFileError:
+        tuned = None
+    if not tuned:
+        return [], None
+    trainings = experiment.project.experiments.filter(kind=Experiment.Kind.TRAIN).only(
+        "number", "config", "state", "best_value", "project"
+    )
+    runs, others = [], []
+    for training in trainings.order_by("number"):
+        if training.config == tuned:
+            if training.number > experiment.number:
+                runs.append(training)
+        elif training.state == RunState.COMPLETE and training.best_value is not None:
+            others.append(training)
+    return runs, min(others, key=lambda e: e.best_value, default=None)
 
 
 # ---------------------------------------------------------------- JSON

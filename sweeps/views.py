@@ -106,7 +106,7 @@ def experiment_start(request: HttpRequest, slug: str) -> HttpResponse:
     except ValueError as exc:
         messages.error(request, f"Could not start: {exc}")
         return redirect("project_ide", slug=project.slug)
-    messages.success(request, f"{experiment.name} queued.")
+    # No "queued" flash: the run page it lands on shows the state, live.
     return redirect("experiment_detail", slug=project.slug, number=experiment.number)
 
 
@@ -183,6 +183,11 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
     wanted = _int_param(request, "trial", None)
     trial = next((t for t in trials if t.number == wanted), trials[0] if trials else None)
     config_text = _config_text(experiment, trial)
+    # One trial of a sweep or an API client's experiment: the stats are all its own (even
+    # while it is the only one so far).
+    trial_clock = trial is not None and (
+        experiment.is_sweep or experiment.kind == Experiment.Kind.API
+    )
     api_definition = ""
     if experiment.kind == Experiment.Kind.API:
         import yaml
@@ -197,14 +202,8 @@ def experiment_detail(request: HttpRequest, slug: str, number: int) -> HttpRespo
             "exp": experiment,
             "trials": trials,
             "trial": trial,
-            # One trial of a sweep or an API client's experiment: the stats are all its own
-            # (even while it is the only one so far).
-            "clocked": (
-                trial
-                if trial is not None
-                and (experiment.is_sweep or experiment.kind == Experiment.Kind.API)
-                else experiment
-            ),
+            "trial_clock": trial_clock,
+            "clocked": trial if trial_clock else experiment,
             "config_text": config_text,
             "prediction": (
                 predict_final(trial)

@@ -171,6 +171,21 @@ def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screen
     expect(app.locator(".CodeMirror")).to_contain_text("Tuned by")
     shot(app, screenshot_dir, "sweep-05-tuned-config-in-ide")
 
+    # Train with tuned config: the sweep's card follows that training to its result.
+    sweep_url = f"{luminide_stack.url}/projects/demo/experiments/{number}/"
+    app.goto(sweep_url)
+    app.once("dialog", lambda dialog: dialog.accept())
+    app.click("#train-tuned-button")
+    expect(app.locator("#experiment")).to_be_visible()
+    training = int(app.get_attribute("#experiment", "data-number"))
+    app.goto(sweep_url)
+    outcome = app.locator("#tuned-outcome")
+    expect(outcome).to_contain_text(f"Trained fully: exp{training}")
+    expect(outcome).to_contain_text(
+        re.compile(rf"exp{training} \d\.\d+"), timeout=SWEEP_TIMEOUT_S * 1000
+    )
+    shot(app, screenshot_dir, "sweep-06-tuned-config-trained")
+
 
 def test_sweep_page_with_1000_trials_stays_usable(app: Page, luminide_stack, screenshot_dir):
     """1,000 finished trials x 50 epochs: the page draws every chart and pages the table."""

@@ -25,6 +25,7 @@ parameters:
   arch:  {values: [small, wide]}
 """
 CONFIG_YAML = "lr: 0.01\narch: small\nepochs: 3\n"
+CONFIG_DICT = {"lr": 0.01, "arch": "small", "epochs": 3}
 TUNED_YAML = "# Tuned by proj/exp1: trial 2\nlr: 0.003\narch: wide\nepochs: 3\n"
 
 
@@ -412,6 +413,60 @@ def test_train_with_tuned_config(client, project, owner):
     assert training.config == {"lr": 0.003, "arch": "wide", "epochs": 3}
     assert training.trials.get().state == RunState.QUEUED
     assert (project.code_dir / "config.yaml").read_text() == TUNED_YAML
+
+
+def tuned_card(client, exp) -> tuple[str, str]:
+    """The sweep page's tuned-config card: its opening tag's attributes, and its content."""
+    page = client.get(url("experiment_detail", exp)).content.decode()
+    attributes, content = page.split('id="tuned-card"', 1)[1].split(">", 1)
+    return attributes, content.split("</section>", 1)[0]
+
+
+def test_the_tuned_card_holds_the_tuned_configs_training_against_the_best_other(
+    client, project, owner
+):
+    exp = make_sweep(project, fast=True)
+    client.force_login(owner)
+    tuned = {"lr": 0.003, "arch": "wide", "epochs": 3}
+    default = factories.make_experiment(
+        project, number=2, state=RunState.COMPLETE, config=CONFIG_DICT, best_value=0.2
+    )
+    factories.make_experiment(  # worse, and a failed one: neither is the one to beat
+        project, number=3, state=RunState.COMPLETE, config={"lr": 0.1}, best_value=0.9
+    )
+    factories.make_experiment(project, number=4, state=RunState.FAILED, config={"lr": 0.5})
+    attributes, card = tuned_card(client, exp)
+    assert "Not trained fully yet." in card and "train it fully to see" in card
+    other = f'<a href="{url("experiment_detail", default)}">exp2</a> 0.2.'
+    assert f"Best full training of another config: {other}" in card
+    assert "data-poll" not in attributes
+
+    # Train with tuned config: running, the card polls until it ends.
+    running = factories.make_experiment(
+        project, number=5, state=RunState.RUNNING, config=tuned, best_value=0.6
+    )
+    attributes, card = tuned_card(client, exp)
+    assert "data-poll" in attributes
+    assert '>exp5</a> <span class="badge badge-running">Running</span>' in card
+    assert "lower than the tuned config" not in card  # not before it ends
+    assert "train it fully to see" not in card  # it is being trained
+
+    # It ended worse than the other config: the card says so and links the comparison.
+    Experiment.objects.filter(pk=running.pk).update(state=RunState.COMPLETE, best_value=0.25)
+    attributes, card = tuned_card(client, exp)
+    assert ">exp5</a> <strong>0.25</strong>" in card and "data-poll" not in attributes
+    assert "lower than the tuned config's" in card
+    assert f"{reverse('experiment_compare', args=[project.slug])}?n=5,2" in card
+
+    # A better tuned training: no warning. A training of the same config from before the
+    # sweep is not its outcome.
+    Experiment.objects.filter(pk=running.pk).update(best_value=0.15)
+    factories.make_experiment(
+        project, number=0, state=RunState.COMPLETE, config=tuned, best_value=0.01
+    )
+    _attributes, card = tuned_card(client, exp)
+    assert ">exp5</a> <strong>0.15</strong>" in card and ">exp0<" not in card
+    assert "lower than the tuned config" not in card
 
 
 # ---------------------------------------------------------------- Fast Training

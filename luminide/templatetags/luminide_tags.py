@@ -26,7 +26,7 @@ STATE_LABELS = {
 @register.filter
 def duration(value: timedelta | None) -> str:
     """``2d 3h``, ``1h 02m``, ``3m 05s``, ``12s``; an em dash when unknown. Rounded to the
-    second, as the live pages' clock (``static/js/live.js``) does."""
+    second, as the pages' clocks (``static/js/clocks.js``) do."""
     if value is None:
         return "—"
     seconds = max(0, math.floor(value.total_seconds() + 0.5))  # halves up, as Math.round

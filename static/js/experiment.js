@@ -127,8 +127,6 @@
     if (root.dataset.clock === "trial") setClock(t);
   }
 
-  window.LuminideSocket.durationClock("stat-duration");
-
   // Server-rendered parts (output files, the config the run reads) change while it runs:
   // refetched as page fragments (fragments.js) at most every FILES_PERIOD_MS as epochs
   // complete, and once at the end with the stats. A Fast Training's stats come along every

@@ -3,8 +3,9 @@
  * replaced: every few seconds while the tab shows if it also has data-poll (the experiment
  * lists: runs started elsewhere appear, states change), or when the page's script asks,
  * with LuminideFragments.refresh(["name", ...]) (the run page, as epochs complete).
- * Ticked checkboxes survive. The fetch says it is one, so the page keeps its flash messages
- * for the next real page (base.html). */
+ * Ticked checkboxes survive; ticking durations (clocks.js) do not count as a change. The
+ * fetch says it is one, so the page keeps its flash messages for the next real page
+ * (base.html). */
 (function () {
   "use strict";
   const PERIOD_MS = 5000;
@@ -31,13 +32,21 @@
       const el = document.querySelector(selector);
       const fresh = doc.querySelector(selector);
       shownFrom[name] = mine;
-      if (!el || !fresh || fresh.innerHTML === el.innerHTML) continue; // unchanged: a click in progress stays
+      if (!el || !fresh || withoutClocks(fresh) === withoutClocks(el)) continue; // unchanged: a click in progress stays
       const checked = new Set([...el.querySelectorAll("input[type=checkbox]:checked")].map((i) => i.name + "=" + i.value));
       fresh.querySelectorAll("input[type=checkbox]").forEach((i) => {
         i.checked = checked.has(i.name + "=" + i.value);
       });
       el.replaceWith(fresh);
     }
+  }
+
+  // The content without the texts of ticking durations (clocks.js keeps those current).
+  function withoutClocks(el) {
+    if (!el.querySelector("[data-started]")) return el.innerHTML;
+    const copy = el.cloneNode(true);
+    copy.querySelectorAll("[data-started]").forEach((clock) => (clock.textContent = ""));
+    return copy.innerHTML;
   }
 
   window.LuminideFragments = { refresh: replace };

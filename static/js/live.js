@@ -11,10 +11,6 @@
  *
  * Websocket delivery is at-most-once, so onOpen must re-sync; a page never depends on
  * receiving every message.
- *
- *   LuminideSocket.formatDuration(seconds) – as the server's `duration` filter writes it;
- *   LuminideSocket.durationClock(id) – keeps that element ticking from its data-started to
- *     its data-finished (or now).
  */
 (function (global) {
   "use strict";
@@ -104,28 +100,5 @@
     return resp.json();
   }
 
-  /** "12s", "3m 05s", "1h 02m", "2d 3h" (luminide_tags.duration, rounded the same way). */
-  function formatDuration(seconds) {
-    if (seconds === null || seconds === undefined) return "—";
-    const s = Math.max(0, Math.round(seconds));
-    const m = Math.floor(s / 60);
-    const h = Math.floor(m / 60);
-    const pad = (n) => String(n).padStart(2, "0");
-    if (m < 1) return s + "s";
-    if (h < 1) return m + "m " + pad(s % 60) + "s";
-    if (h < 48) return h + "h " + pad(m % 60) + "m";
-    return Math.floor(h / 24) + "d " + (h % 24) + "h";
-  }
-
-  function durationClock(id) {
-    setInterval(() => {
-      const el = document.getElementById(id);
-      if (!el || !el.dataset.started) return;
-      const start = Date.parse(el.dataset.started);
-      const end = el.dataset.finished ? Date.parse(el.dataset.finished) : Date.now();
-      if (Number.isFinite(start)) el.textContent = formatDuration((end - start) / 1000);
-    }, 1000);
-  }
-
-  global.LuminideSocket = { socket, fetchJSON, formatDuration, durationClock };
+  global.LuminideSocket = { socket, fetchJSON };
 })(window);

@@ -48,7 +48,7 @@
     if (!Number.isFinite(f)) return String(v);
     return Number(f.toPrecision(digits || 4)).toString();
   }
-  const fmtDuration = window.LuminideSocket.formatDuration;
+  const fmtDuration = window.LuminideClocks.formatDuration;
   function setText(id, v) {
     const el = document.getElementById(id);
     if (el) el.textContent = v;
@@ -375,8 +375,6 @@
     if (s.experiment.started_at) dur.dataset.started = s.experiment.started_at;
     dur.dataset.finished = s.experiment.finished_at || "";
   }
-
-  window.LuminideSocket.durationClock("stat-duration");
 
   function columns(s) {
     const cols = [

@@ -318,6 +318,45 @@ def test_the_experiment_list_shows_a_run_started_elsewhere(
     shot(app, screenshot_dir, "06b-fast-training-calibrated")
 
 
+def test_a_running_duration_ticks_without_re_rendering_the_list(app: Page, luminide_stack):
+    """The list's only change while a run goes on is its duration: it ticks in the page, and
+    the row under the user's pointer is not replaced every poll. A real change still shows."""
+    made = luminide_stack.manage(
+        "shell",
+        "-c",
+        "from datetime import timedelta; from django.utils import timezone; "
+        "from luminide.models import Project; from tests.factories import make_experiment; "
+        "e = make_experiment(Project.objects.get(slug='demo'), kind='api', state='running', "
+        "description='ticking', started_at=timezone.now() - timedelta(seconds=65)); "
+        "print('EXP', e.number)",
+    )
+    number = int(made.split("EXP")[1])
+    app.goto(luminide_stack.url + "/projects/demo/experiments/")
+    row = app.locator(f"#experiments-table tr[data-number='{number}']")
+    duration = row.locator("td[data-started]")
+    expect(duration).to_have_text(re.compile(r"^1m 0\ds$"))
+    # A mark on the element itself (an attribute would be a change of the list's HTML).
+    kept = f"() => document.querySelector(\"tr[data-number='{number}']\").kept === true"
+    app.evaluate(f"() => {{ document.querySelector(\"tr[data-number='{number}']\").kept = true; }}")
+    first = duration.inner_text()
+    time.sleep(6.5)  # more than one 5-s poll of the list
+    assert duration.inner_text() != first  # it ticked
+    assert app.evaluate(kept), "the list was re-rendered though only a duration changed"
+
+    luminide_stack.manage(
+        "shell",
+        "-c",
+        f"from sweeps.models import Experiment; Experiment.objects.filter(number={number}, "
+        "project__slug='demo').update(state='complete', finished_at=__import__("
+        "'django.utils.timezone').utils.timezone.now())",
+    )
+    expect(row).to_contain_text("Complete")
+    assert not app.evaluate(kept)
+    stopped = duration.inner_text()
+    time.sleep(1.5)
+    assert duration.inner_text() == stopped  # a finished run's clock stands still
+
+
 def test_nodes_tokens_admin(app: Page, browser, luminide_stack, screenshot_dir):
     app.goto(luminide_stack.url + "/nodes/")
     expect(app.locator("#nodes-table tbody tr")).to_have_count(1)

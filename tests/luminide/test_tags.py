@@ -14,7 +14,7 @@ from luminide.templatetags.luminide_tags import duration
     [
         (None, "—"),
         (0.4, "0s"),
-        (15.6, "16s"),  # rounded like static/js/live.js, so a page and its list agree
+        (15.6, "16s"),  # rounded like static/js/clocks.js, so a page and its list agree
         (2.5, "3s"),  # halves up: Python's round() would say 2s
         (59.5, "1m 00s"),
         (75.7, "1m 16s"),

@@ -16,6 +16,7 @@ otherwise integer):
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,24 @@ class SearchSpace:
 
     distributions: dict[str, BaseDistribution]
     fixed: dict[str, Any] = field(default_factory=dict)
+    #: The line each parameter is named on, for errors found later.
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def check_against(self, defaults: dict[str, Any], filename: str = "sweep.yaml") -> None:
+        """Refuse a parameter that ``config.yaml`` does not have: train.py reads its config,
+        so a misspelled name would be searched, ranked by importance and written into the
+        tuned config while every trial ran with the default."""
+        for name in [*self.distributions, *self.fixed]:
+            if name in defaults:
+                continue
+            close = difflib.get_close_matches(name, [str(k) for k in defaults], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise YamlFileError(
+                filename,
+                self.lines.get(name),
+                f"parameter '{name}' is not in config.yaml{hint} (train.py reads its "
+                "hyperparameters from config.yaml: add it there with its default value)",
+            )
 
     def trial_config(self, defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         """The full config a trial runs with: defaults, then fixed values, then samples."""
@@ -279,6 +298,14 @@ def parse_sweep_yaml(text: str, filename: str = "sweep.yaml") -> SearchSpace:
         raise YamlFileError(filename, _line(root), "must be a mapping with 'parameters'")
     _unique_keys(root, filename, "section ")
     sections = {_construct(k): (k, v) for k, v in root.value}
+    for name, (key_node, _value) in sections.items():
+        if name != "parameters":  # e.g. W&B's method/metric: ignoring them would mislead
+            raise YamlFileError(
+                filename,
+                _line(key_node),
+                f"unknown section '{name}': only 'parameters' is read (sweeps use Optuna's "
+                "TPE and minimise the val loss, or the Early Ranking score in a Fast Sweep)",
+            )
     if "parameters" not in sections:
         raise YamlFileError(filename, _line(root), "needs a 'parameters' mapping")
     key_node, params_node = sections["parameters"]
@@ -288,11 +315,13 @@ def parse_sweep_yaml(text: str, filename: str = "sweep.yaml") -> SearchSpace:
     _unique_keys(params_node, filename, "parameter ")
     distributions: dict[str, BaseDistribution] = {}
     fixed: dict[str, Any] = {}
+    lines: dict[str, int] = {}
     for name_node, spec_node in params_node.value:
         name = _construct(name_node)
         line = _line(name_node)
         if not isinstance(name, str) or not name:
             raise YamlFileError(filename, line, f"parameter name {name!r} must be a string")
+        lines[name] = line
         if isinstance(spec_node, yaml.MappingNode):
             _unique_keys(spec_node, filename, f"parameter '{name}': key ")
         parsed = _parse_parameter(name, _construct(spec_node), line, filename)
@@ -302,4 +331,4 @@ def parse_sweep_yaml(text: str, filename: str = "sweep.yaml") -> SearchSpace:
             distributions[name] = parsed
     if not distributions:
         raise YamlFileError(filename, _line(key_node), "no parameter is searched")
-    return SearchSpace(distributions=distributions, fixed=fixed)
+    return SearchSpace(distributions=distributions, fixed=fixed, lines=lines)

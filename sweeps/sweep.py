@@ -72,10 +72,12 @@ def _read_code_file(project: Project, name: str) -> str:
 
 
 def load_sweep_files(project: Project) -> tuple[SearchSpace, dict[str, Any], str]:
-    """Parse the project's ``sweep.yaml`` and ``config.yaml``; raise :class:`YamlFileError`."""
+    """Parse the project's ``sweep.yaml`` and ``config.yaml`` and check that every searched
+    parameter is in the config; raise :class:`YamlFileError`."""
     sweep_text = _read_code_file(project, "sweep.yaml")
     space = parse_sweep_yaml(sweep_text)
     defaults = parse_config_yaml(_read_code_file(project, "config.yaml"))
+    space.check_against(defaults)
     return space, defaults, sweep_text
 
 

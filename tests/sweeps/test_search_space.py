@@ -120,7 +120,14 @@ def test_integer_unless_a_decimal_point_and_aliases(spec, expected):
             2,
             "max - min (52) must be a multiple of 'q' (8)",
         ),
-        ("params:\n  a: {values: [1]}\n", 1, "needs a 'parameters' mapping"),
+        ("params:\n  a: {values: [1]}\n", 1, "unknown section 'params': only 'parameters'"),
+        ("{}\n", 1, "needs a 'parameters' mapping"),
+        # W&B's sections would be ignored: TPE, not a grid, whatever 'method' says.
+        (
+            "parameters:\n  a: {values: [1, 2]}\nmethod: grid\n",
+            3,
+            "unknown section 'method': only 'parameters' is read (sweeps use Optuna's TPE",
+        ),
         (
             "parameters:\n  lr: {distribution: uniform, min: 0.0, max: 1.0\n",
             3,
@@ -134,6 +141,22 @@ def test_errors_name_line_and_parameter(text, line, fragment):
     assert excinfo.value.line == line
     assert fragment in str(excinfo.value)
     assert str(excinfo.value).startswith(f"sweep.yaml line {line}:")
+
+
+def test_a_parameter_missing_from_config_yaml_is_refused_with_its_line():
+    space = parse_sweep_yaml(
+        "parameters:\n  lr: {distribution: log_uniform, min: 0.001, max: 0.1}\n"
+        "  lrr: {distribution: uniform, min: 0.0, max: 0.1}\n  seed: {value: 3}\n"
+    )
+    space.check_against({"lr": 0.01, "lrr": 0.0, "seed": 1, "epochs": 5})  # all there
+    with pytest.raises(YamlFileError) as excinfo:
+        space.check_against({"lr": 0.01, "seed": 1, "epochs": 5})
+    assert str(excinfo.value).startswith(
+        "sweep.yaml line 3: parameter 'lrr' is not in config.yaml; did you mean 'lr'?"
+    )
+    # A fixed value is a parameter too; no suggestion when nothing is close.
+    with pytest.raises(YamlFileError, match=r"line 4: parameter 'seed' is not in config\.yaml \("):
+        space.check_against({"lr": 0.01, "lrr": 0.0})
 
 
 def test_empty_sweep_file_is_refused():

@@ -295,6 +295,22 @@ def test_invalid_sweep_yaml_is_refused_with_its_line_and_nothing_starts(client, 
     assert not Experiment.objects.exists()
 
 
+def test_a_misspelled_parameter_is_refused_before_any_trial(client, project, owner):
+    """A name config.yaml lacks would be sampled, ranked and written into the tuned config
+    while train.py ran every trial with its default."""
+    (project.code_dir / "sweep.yaml").write_text(
+        SWEEP_YAML + "  lrr: {distribution: uniform, min: 0.0, max: 0.1}\n"
+    )
+    client.force_login(owner)
+    start = reverse("sweep_start", args=[project.slug])
+    response = client.post(start, {"n_trials": "3", "fast": "on"}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 400
+    data = response.json()
+    assert data["file"] == "sweep.yaml" and data["line"] == 4
+    assert "parameter 'lrr' is not in config.yaml; did you mean 'lr'?" in data["error"]
+    assert not Experiment.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("form", "message"),
     [

@@ -81,6 +81,8 @@ class Command(BaseCommand):
         try:
             space = parse_sweep_yaml((code / "sweep.yaml").read_text())
             defaults = parse_config_yaml((code / "config.yaml").read_text())
+            if experiment is None:  # random configs from sweep.yaml, as a sweep would start
+                space.check_against(defaults)
         except YamlFileError as exc:
             raise CommandError(str(exc)) from exc
         n_fast = fast_epochs((code / "fast.sh").read_text())

@@ -393,6 +393,10 @@ def _finish(
         logw.note(f"trial {trial.state}: {trial.failure_reason or 'stopped'}")
         return
     tail = "\n".join(logw.stderr_tail)
+    # The error itself first (a traceback ends with it): the failure banner and a sweep's
+    # "every trial failed" summary show the first line; library warnings come before it.
+    last = next((line.strip() for line in reversed(logw.stderr_tail) if line.strip()), "")
+    tail = f": {last}\n{tail}" if last else ""
     if rc == 0 and not tailer.exists:
         reason = (
             "the script finished without writing history.csv (train.py must append it in "
@@ -409,9 +413,8 @@ def _finish(
         state, reason = RunState.COMPLETE, ""
     elif rc is not None and rc < 0:
         name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-        state, reason = RunState.FAILED, f"killed by signal {name}" + (f"\n{tail}" if tail else "")
+        state, reason = RunState.FAILED, f"killed by signal {name}{tail}"
     else:
-        state = RunState.FAILED
-        reason = f"exit code {rc}" + (f"\n{tail}" if tail else "")
+        state, reason = RunState.FAILED, f"exit code {rc}{tail}"
     if actions.do_finish_trial(trial, state, reason=reason, from_states=RUNNING_ONLY):
         logw.note(f"trial {state}" + (f": {reason.splitlines()[0]}" if reason else ""))

@@ -103,14 +103,20 @@ def test_sweep_trial_runs_in_its_folder_with_the_snapshot(owner):
     assert state == RunState.COMPLETE
 
 
-def test_crash_fails_with_exit_code_and_stderr_tail(owner):
+def test_crash_fails_with_the_error_first_then_the_stderr_tail(owner):
     project = _project(
-        owner, **{"train.py": "import sys\nprint('hello')\nraise RuntimeError('boom at step 3')\n"}
+        owner,
+        **{
+            "train.py": "import sys, warnings\nprint('hello')\n"
+            "warnings.warn('a library warning\\nover two lines')\n"
+            "raise RuntimeError('boom at step 3')\n"
+        },
     )
     experiment, trial, state = _run(project)
     assert state == RunState.FAILED
-    assert trial.failure_reason.startswith("exit code 1")
-    assert "RuntimeError: boom at step 3" in trial.failure_reason
+    first, rest = trial.failure_reason.split("\n", 1)
+    assert first == "exit code 1: RuntimeError: boom at step 3"  # above the warning
+    assert "a library warning" in rest and "Traceback" in rest
     assert experiment.failure_reason == trial.failure_reason
 
 

@@ -182,6 +182,12 @@ def test_sweep_page_renders_for_sweeps_and_trial_pages_stay(client, project, own
     # One trial of the sweep keeps the experiment page (live chart and log of that trial).
     trial_page = client.get(url("experiment_detail", exp) + "?trial=1").content.decode()
     assert 'id="experiment"' in trial_page and 'id="sweep"' not in trial_page
+    # ... and leads back to the sweep: breadcrumb and button.
+    sweep_link = f'href="{url("experiment_detail", exp)}"'
+    assert f'{sweep_link} id="crumb-sweep">exp1</a>' in trial_page
+    assert "<span>trial 1</span>" in trial_page
+    assert f'{sweep_link} id="sweep-overview">← All trials</a>' in trial_page
+    assert "crumb-sweep" not in page and "sweep-overview" not in page
 
 
 def test_a_running_sweep_says_when_fewer_workers_than_parallel_are_online(client, project, owner):
@@ -519,6 +525,14 @@ def test_a_fast_sweeps_tuned_card_predicts_its_final_val_loss(client, project, o
     page = client.get(url("experiment_detail", exp)).content.decode()
     assert "Predicted final val loss of a full training: <strong>≈ 0.035</strong>" in page
     assert "from the one full run of this project scored after 3 epochs" in page
+    # Once the tuned config itself is trained, its result replaces the prediction (which
+    # that very run would calibrate).
+    (exp.output_dir / TUNED_CONFIG).write_text(TUNED_YAML)
+    Experiment.objects.filter(pk=full.experiment_id).update(
+        config={"lr": 0.003, "arch": "wide", "epochs": 3}, best_value=0.035
+    )
+    page = client.get(url("experiment_detail", exp)).content.decode()
+    assert 'id="tuned-prediction"' not in page and ">exp5</a> <strong>0.035</strong>" in page
     # A full sweep's pick has its own val loss: no prediction there.
     Experiment.objects.filter(pk=exp.pk).update(kind=Experiment.Kind.SWEEP)
     assert 'id="tuned-prediction"' not in client.get(url("experiment_detail", exp)).content.decode()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
 import shutil
@@ -342,11 +343,14 @@ def param_importance(experiment: Experiment) -> dict:
     Computed only with at least 2 completed trials; the cache key changes with the set of
     completed trials and their values, so a new result recomputes it once.
     """
-    done = list(
-        experiment.trials.filter(state=RunState.COMPLETE, value__isnull=False)
+    # The trials the page ranks (finite values): its count of them says when to ask again.
+    done = [
+        (number, value)
+        for number, value in experiment.trials.filter(state=RunState.COMPLETE, value__isnull=False)
         .order_by("number")
         .values_list("number", "value")
-    )
+        if math.isfinite(value)
+    ]
     result: dict = {"n_complete": len(done), "importance": [], "status": "too_few"}
     if len(done) < 2:
         return result

@@ -650,10 +650,11 @@
     // Slow on the server (cached there): at most once per 5 s while trials complete.
     state.importanceTimer = setTimeout(async () => {
       state.importanceTimer = null;
-      const n = state.summary.n_complete;
       try {
         const imp = await window.LuminideSocket.fetchJSON(root.dataset.importanceUrl);
-        state.importanceFor = n;
+        // What the answer was computed for: while a sweep runs the server may answer an
+        // older result (stale) for a while; asking again later brings the current one.
+        state.importanceFor = imp.n_complete;
         const el = document.getElementById("chart-importance");
         if (imp.status === "ok" && imp.importance.length) {
           C.draw(el, importanceFigure(imp));
@@ -664,7 +665,7 @@
         } else {
           emptyChart(el, imp.status === "error" ? "Not available: " + imp.message : "Needs 2 completed trials");
         }
-        if (state.summary.n_complete !== n) maybeImportance(state.summary);
+        if (state.summary.n_complete !== state.importanceFor) maybeImportance(state.summary);
       } catch (e) {
         console.warn("importance failed", e);
       }

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -28,11 +29,14 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 from django.db import close_old_connections
+from django.db.models import Max
 
 from sweeps import actions
-from sweeps.models import RunState, Trial
+from sweeps.history import read_trial_history
+from sweeps.models import HistoryChunk, RunState, Trial
 from sweeps.tailer import HistoryTailer
 
 log = logging.getLogger(__name__)
@@ -233,6 +237,25 @@ def _in_pool_child() -> bool:
     return current_process().name != "MainProcess"
 
 
+def _divergence(trial: Trial) -> str:
+    """Why a run that exited 0 still failed: it diverged. An epoch's val loss is NaN/inf, or
+    a loss of its last epoch is (training stopped on it; a NaN written to history.csv is read
+    as inf). Its best val loss is from before, its model meaningless: a sweep must not rank
+    it by that best, and nobody should take it for a finished training."""
+    for epoch, val_loss in trial.epochs.order_by("epoch").values_list("epoch", "val_loss"):
+        if val_loss is not None and not math.isfinite(val_loss):
+            return f"diverged: the val loss of history.csv epoch {epoch} is not finite"
+    last = HistoryChunk.objects.filter(trial=trial).aggregate(last=Max("last_epoch"))["last"]
+    if last is None:
+        return ""
+    rows = read_trial_history(trial, min_epoch=last)
+    in_last = rows.epoch == last
+    for name in ("train_loss", "val_loss", "epoch_val_loss"):
+        if np.isinf(getattr(rows, name)[in_last]).any():
+            return f"diverged: a {name} of history.csv epoch {last} is not finite"
+    return ""
+
+
 def run_trial(trial_id: int, *, hostname: str = "", task_id: str = "") -> str | None:
     """Claim and run one trial to a finished state; returns that state (None: not claimed).
 
@@ -409,6 +432,8 @@ def _finish(
             f": {logw.history_error}" if logw.history_error else " (see the warnings in the log)"
         )
         state = RunState.FAILED
+    elif rc == 0 and (diverged := _divergence(trial)):
+        state, reason = RunState.FAILED, diverged
     elif rc == 0:
         state, reason = RunState.COMPLETE, ""
     elif rc is not None and rc < 0:

@@ -25,14 +25,38 @@ def _score(args: argparse.Namespace) -> int:
     status = 0
     results = []
     for path in args.files:
+        warnings: list[str] = []
         try:
-            df = read_history(path, complete=True)  # a finished file: its last line counts
+            # The platform's rule (sweeps ingestion reads the same way): malformed lines are
+            # skipped with a warning each, the rest is scored. A finished file: its last line
+            # counts even without a newline.
+            df = read_history(path, errors="skip", complete=True)
+            warnings = list(df.attrs["warnings"])
+            for w in warnings:
+                print(f"warning\t{path}\tskipped a malformed row: {w}", file=sys.stderr)
+            if len(df) == 0:
+                why = (
+                    f"all {len(warnings)} data line(s) are malformed, the first: {warnings[0]}"
+                    if warnings
+                    else "the header has no data lines below it"
+                )
+                raise ValueError(f"{os.path.basename(path)}: no usable row: {why}")
             score = ranker.score(df, total_epochs=args.total_epochs)
             epochs = int(df["epoch"].nunique())
-            results.append({"file": path, "score": score, "epochs": epochs, "error": None})
+            results.append(
+                {
+                    "file": path,
+                    "score": score,
+                    "epochs": epochs,
+                    "error": None,
+                    "warnings": warnings,
+                }
+            )
         except (OSError, ValueError) as e:
             status = 1
-            results.append({"file": path, "score": None, "epochs": None, "error": str(e)})
+            results.append(
+                {"file": path, "score": None, "epochs": None, "error": str(e), "warnings": warnings}
+            )
     if args.json:
         # inf is not JSON: encode it explicitly as a string.
         for r in results:

@@ -48,8 +48,11 @@ def _source_name(source: object) -> str:
     return "history.csv"
 
 
-def _read_bytes(source: str | os.PathLike[str] | IO[str] | IO[bytes]) -> bytes:
-    """The file's bytes; text that is not valid UTF-8 raises ``UnicodeDecodeError``.
+def _read_bytes(
+    source: str | os.PathLike[str] | IO[str] | IO[bytes], errors: str = "raise"
+) -> bytes:
+    """The file's bytes; text that is not valid UTF-8 raises ``ValueError`` naming the
+    line, or with ``errors="skip"`` has its bad bytes replaced by U+FFFD.
 
     Bytes, not text: the fast path hands them to pyarrow without copies, which matters on
     a million rows. Only the line-by-line path decodes.
@@ -68,6 +71,11 @@ def _read_bytes(source: str | os.PathLike[str] | IO[str] | IO[bytes]) -> bytes:
         try:
             raw.decode("utf-8")  # as strict as reading in text mode
         except UnicodeDecodeError as exc:
+            if errors == "skip":
+                # A bad byte costs at most its line, not the file: where it sits in a column
+                # that is read, that cell is "not a number" and the line is skipped. This is
+                # what live ingestion sees too (the tailer decodes with replacement).
+                return raw.decode("utf-8", errors="replace").encode("utf-8")
             line = raw.count(b"\n", 0, exc.start) + 1
             raise ValueError(
                 f"{_source_name(source)} line {line}: not UTF-8 text (byte "
@@ -101,7 +109,12 @@ def read_history(
             followed by data lines. A last line without a trailing newline is treated as
             partly written and ignored (it is read next time, once complete).
         errors: ``"raise"`` (default) raises on the first bad data line; ``"skip"`` drops bad
-            lines and lists one message per dropped line in ``df.attrs["warnings"]``.
+            lines and lists one message per dropped line in ``df.attrs["warnings"]``. Skip
+            is the platform's rule: live ingestion and ``python -m ranking score`` both read
+            with it, so they keep the same rows and give the same score. With ``"skip"``,
+            bytes that are not UTF-8 are replaced by U+FFFD (a line whose read cell then is
+            not a number is dropped like any other bad line). A file whose every data line
+            is bad gives an empty frame: callers decide whether that is an error.
         line_offset: Added to the line numbers in messages, for callers that pass the header
             plus newly appended lines of a growing file (line 2 of the buffer is reported as
             line ``2 + line_offset``).
@@ -119,14 +132,14 @@ def read_history(
     Raises:
         ValueError: The file is empty, the header lacks ``epoch`` or any validation column,
             or (with ``errors="raise"``) a data line has the wrong number of fields, a
-            non-numeric cell or a missing/non-integer epoch or step. The message names the
-            file, the line and the column, e.g.
+            non-numeric cell, a missing/non-integer epoch or step, or bytes that are not
+            UTF-8. The message names the file, the line and the column, e.g.
             ``history.csv line 17, column val_loss: 'abc' is not a number``.
     """
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
     name = _source_name(source)
-    raw = _read_bytes(source)
+    raw = _read_bytes(source, errors)
     if complete and raw and not raw.endswith(b"\n"):
         raw += b"\n"
     end = raw.rfind(b"\n")

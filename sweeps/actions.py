@@ -491,7 +491,9 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
         trial: The trial the rows belong to.
         source: CSV text or UTF-8 bytes (the header line plus new complete lines), or a
             DataFrame from :func:`ranking.read_history`; text is read with
-            ``read_history(errors="skip")``.
+            ``read_history(errors="skip")``, the rule ``python -m ranking score`` follows too
+            (a bad line costs that line, not the batch; bytes that are not UTF-8 are
+            replaced).
         line_offset: Data lines of the file before these (so warnings name file lines).
 
     Returns:
@@ -504,9 +506,6 @@ def do_ingest_history(trial: Trial, source, *, line_offset: int = 0) -> IngestRe
     if isinstance(source, str | bytes):
         from ranking import read_history
 
-        if isinstance(source, bytes) and not source.isascii():
-            # A bad byte must cost its line (a warning), not the batch: read_history is strict.
-            source = source.decode("utf-8", errors="replace")
         buffer = io.BytesIO(source) if isinstance(source, bytes) else io.StringIO(source)
         df = read_history(buffer, errors="skip", line_offset=line_offset)
     else:

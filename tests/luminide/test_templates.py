@@ -68,6 +68,8 @@ def test_template_trains_and_writes_a_readable_history(template, owner):
     # A folder beside code/ and input/, so ../code and ../input resolve to them.
     good = _train(project.root / "good", "--epochs", "2", "--subset", "400")
     assert good.returncode == 0, good.stderr[-2000:]
+    # Every run's log shows stderr: a warning on each run would bury a real error.
+    assert "Warning" not in good.stderr, good.stderr[-2000:]
     history = read_history(project.root / "good" / "history.csv")
     epochs = history.dropna(subset=["epoch_val_loss"])
     assert list(epochs["epoch"]) == [0, 1]

@@ -130,6 +130,19 @@ class TestReadHistory(HistoryReaderContract):
         df = read_history(io.StringIO(EPOCHS.replace("\n", "\r\n")))
         assert df["val_loss"].tolist() == [2.1, 1.7, 1.6]
 
+    def test_bytes_that_are_not_utf8_raise_or_cost_their_line(self, tmp_path: Path) -> None:
+        p = tmp_path / "history.csv"
+        p.write_bytes("epoch,val_loss,note\n0,0.5,café\n1,0.4é,x\n2,0.3,\n".encode("latin-1"))
+        with pytest.raises(ValueError, match=r"history.csv line 2: not UTF-8 text \(byte 0xe9\)"):
+            read_history(p)  # the API default stays strict
+        # errors="skip" reads it as live ingestion does (the tailer decodes with
+        # replacement): a bad byte in an unread column costs nothing, one in a loss its line.
+        df = read_history(p, errors="skip")
+        assert df["epoch"].tolist() == [0, 2]
+        assert df.attrs["warnings"] == [
+            "history.csv line 3, column val_loss: '0.4\ufffd' is not a number"
+        ]
+
 
 # The fast path (pyarrow) must give exactly what the line-by-line path gives, and hand over
 # every file the line-by-line path has to name a line for.

@@ -233,6 +233,48 @@ def test_one_batch_and_streamed_ingest_store_the_same_scores(project, tmp_path):
     assert scores[0] == [(e, pytest.approx(v, rel=1e-12)) for e, v in expected]
 
 
+def test_live_ingest_and_the_score_command_skip_the_same_lines_and_agree(
+    project, sent, tmp_path, capsys
+):
+    """One rule for malformed lines: the platform (tailer + ingest, as the runner does) and
+    ``python -m ranking score`` skip the same lines, name the same file lines, and score
+    the run the same as the file with those lines removed."""
+    import json
+
+    from ranking._cli import main
+    from sweeps.tailer import HistoryTailer
+
+    lines = (LAYOUT3_HEADER + layout3_rows(4, 10)).splitlines(keepends=True)
+    lines.insert(6, "5,0,160,0.9,0.95,,extra\n")  # file line 7: an extra field
+    lines.insert(30, "28,2,64,abc,,\n")  # file line 31: not a number
+    path = tmp_path / "history.csv"
+    clean = tmp_path / "clean.csv"
+    clean.write_text("".join(line for i, line in enumerate(lines) if i not in (6, 30)))
+
+    trial = factories.make_experiment(project).trials.get()
+    tailer = HistoryTailer(path)
+    warnings = []
+    for part, final in ((lines[:20], False), (lines[20:], True)):  # read while it grows
+        with open(path, "a") as fh:
+            fh.write("".join(part))
+        chunk = tailer.read(final=final)
+        warnings += do_ingest_history(trial, chunk.text, line_offset=chunk.line_offset).warnings
+    trial.refresh_from_db()
+    assert trial.rows_stored == len(lines) - 3 and trial.epochs_done == 4
+
+    assert main(["score", str(path), str(clean), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (
+        out[0]["warnings"]
+        == warnings
+        == [
+            "history.csv line 7: expected 6 fields, found 7",
+            "history.csv line 31, column train_loss: 'abc' is not a number",
+        ]
+    )
+    assert out[0]["score"] == out[1]["score"] == pytest.approx(trial.score, rel=1e-12)
+
+
 def test_a_long_bulk_ingest_scores_evenly_spread_epochs(project, sent, monkeypatch):
     """Past MAX_SCORED_ROWS, fewer epochs are scored: the newest and an even spread."""
     monkeypatch.setattr(actions, "MAX_SCORED_ROWS", 6 * 60)  # 20 epochs x 3 rows: room for 6

@@ -63,7 +63,10 @@ def load_table(input_dir: Path, subset: int | None) -> tuple[torch.Tensor, torch
         sys.exit(f"{path}: needs a 'label' column")
     x = frame.drop(columns="label").to_numpy(np.float32)
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-    return torch.from_numpy(x), torch.from_numpy(frame["label"].to_numpy(np.int64))
+    # copy=True: pandas may hand out a read-only view, which torch.from_numpy warns about on
+    # every run (and a tensor must not share memory it may not write).
+    labels = frame["label"].to_numpy(np.int64, copy=True)
+    return torch.from_numpy(x), torch.from_numpy(labels)
 
 
 def build_model(n_in: int, n_out: int, cfg: dict) -> nn.Module:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import yaml
 
 MAX_EDIT_BYTES = 2 * 1024 * 1024
+# code/ is copied into every experiment: uploads are code and small files, data goes in input/.
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # Folders that are never shown in the tree (caches, VCS internals).
 HIDDEN_NAMES = {"__pycache__", ".git", ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache"}
 YAML_VALIDATED = {"config.yaml", "sweep.yaml"}
@@ -166,13 +169,30 @@ def validate_yaml(name: str, text: str) -> YamlProblem | None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so readers see the old or the new file, never half."""
+    write_atomic(path, [text.encode("utf-8")])
+
+
+def write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
+    """Replace ``path`` with the bytes of ``chunks`` so readers see the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_empty_folders(folder: Path, root: Path) -> None:
+    """Remove ``folder`` and its parents up to (not including) ``root`` while they are empty:
+    the file tree has no other way to remove a folder a delete or a move left empty."""
+    root = root.resolve()
+    while folder != root and folder.is_relative_to(root) and folder.is_dir():
+        if any(folder.iterdir()):
+            break
+        folder.rmdir()
+        folder = folder.parent

@@ -9,11 +9,15 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import plotly
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
+from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -25,6 +29,13 @@ from luminide.models import ApiToken, ComputeNode, Project
 
 SLUG_MAX_LENGTH = 63
 SLUG_RE = re.compile(rf"^[a-z0-9][a-z0-9-]{{0,{SLUG_MAX_LENGTH - 1}}}$")
+# Shown under the field, as its title (the browser's own "match the format" bubble) and in
+# the server's error, so the three never disagree.
+SLUG_RULE = (
+    f"lowercase letters a-z, digits 0-9 and dashes, starting with a letter or a digit, "
+    f"at most {SLUG_MAX_LENGTH} characters"
+)
+EMPTY_PROJECT = "empty"  # the New project choice with no code template
 EDITOR_MODES = {
     ".py": "python",
     ".yaml": "yaml",
@@ -82,27 +93,14 @@ def project_list(request: HttpRequest) -> HttpResponse:
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = {key: request.POST.get(key, "").strip() for key in ("slug", "name", "template")}
-        if len(form["slug"]) > SLUG_MAX_LENGTH:
-            errors["slug"] = (
-                f"At most {SLUG_MAX_LENGTH} characters (this one has {len(form['slug'])})."
-            )
-        elif not SLUG_RE.match(form["slug"]):
-            errors["slug"] = (
-                "Use lowercase letters, digits and dashes (start with a letter or digit)."
-            )
-        elif Project.objects.filter(slug=form["slug"]).exists():
-            errors["slug"] = "A project with this slug already exists."
-        name_limit = Project._meta.get_field("name").max_length
-        if len(form["name"]) > name_limit:
-            errors["name"] = f"At most {name_limit} characters (this one has {len(form['name'])})."
-        if form["template"] not in {t["name"] for t in templates}:
-            errors["template"] = "Choose one of the code templates."
+        errors = _new_project_errors(form, {t["name"] for t in templates})
         if not errors:
             from luminide.workspace import create_project
 
+            template = "" if form["template"] == EMPTY_PROJECT else form["template"]
             try:
                 project = create_project(
-                    request.user, form["slug"], form["name"] or form["slug"], form["template"]
+                    request.user, form["slug"], form["name"] or form["slug"], template
                 )
             except ValueError as exc:
                 field, _, message = str(exc).partition(": ")
@@ -125,9 +123,40 @@ def project_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "luminide/project_list.html",
-        {"projects": projects, "templates": templates, "form": form, "errors": errors},
+        {
+            "projects": projects,
+            "templates": templates,
+            "form": form,
+            "errors": errors,
+            "slug_rule": SLUG_RULE,
+            "empty_project": EMPTY_PROJECT,
+        },
         status=400 if errors else 200,
     )
+
+
+def _new_project_errors(form: dict[str, str], template_names: set[str]) -> dict[str, str]:
+    """Why the New project form cannot create a project, by field (empty when it can)."""
+    errors: dict[str, str] = {}
+    slug = form["slug"]
+    if not slug:
+        errors["slug"] = f"A slug is required: {SLUG_RULE}."
+    elif len(slug) > SLUG_MAX_LENGTH:
+        errors["slug"] = f"At most {SLUG_MAX_LENGTH} characters (this one has {len(slug)})."
+    elif not SLUG_RE.match(slug):
+        bad = sorted(
+            {c for c in slug if not (c.isascii() and (c.islower() or c.isdigit()))} - {"-"}
+        )
+        why = f"not allowed: {', '.join(repr(c) for c in bad)}" if bad else "it starts with a dash"
+        errors["slug"] = f"Slug {slug!r} ({why}): use {SLUG_RULE}."
+    elif Project.objects.filter(slug=slug).exists():
+        errors["slug"] = "A project with this slug already exists."
+    name_limit = Project._meta.get_field("name").max_length
+    if len(form["name"]) > name_limit:
+        errors["name"] = f"At most {name_limit} characters (this one has {len(form['name'])})."
+    if form["template"] not in template_names | {EMPTY_PROJECT}:
+        errors["template"] = "Choose one of the code templates or an empty project."
+    return errors
 
 
 @login_required
@@ -138,7 +167,14 @@ def project_ide(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "luminide/ide.html",
-        {"project": project, "experiments": experiments, "nav": "projects"},
+        {
+            "project": project,
+            "experiments": experiments,
+            "nav": "projects",
+            "max_upload_bytes": files.MAX_UPLOAD_BYTES,
+            "max_upload_mb": files.MAX_UPLOAD_BYTES // (1024 * 1024),
+            "max_upload_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
+        },
     )
 
 
@@ -264,12 +300,143 @@ def file_delete(request: HttpRequest, slug: str) -> JsonResponse:
     if not path.is_file():
         return JsonResponse({"error": f"{rel} is not a file", "path": rel}, status=400)
     path.unlink()
-    code_dir = project.code_dir.resolve()
-    folder = path.parent
-    while folder != code_dir and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
+    files.remove_empty_folders(path.parent, project.code_dir)
     return JsonResponse({"ok": True, "path": rel})
+
+
+def _new_file_path(code_dir: Path, rel: str) -> Path:
+    """Where the new file ``rel`` goes in ``code_dir``, by the New file rules.
+
+    Raises:
+        files.UnsafePath: with a message that starts with ``rel``.
+    """
+    try:
+        path = files.resolve_inside(code_dir, rel, must_exist=False)
+    except files.UnsafePath as exc:
+        raise files.UnsafePath(f"{rel}: {exc}") from None
+    problem = _new_file_problem(rel, path, code_dir.resolve())
+    if problem:
+        raise files.UnsafePath(problem)
+    return path
+
+
+def _yaml_problem(rel: str, path: Path, read: Callable[[], bytes]) -> str | None:
+    """Why the bytes ``read`` returns cannot become ``config.yaml`` / ``sweep.yaml`` at
+    ``path`` (None when they can, or for any other name): the editor would not save them."""
+    if path.name not in files.YAML_VALIDATED:
+        return None
+    try:
+        problem = files.validate_yaml(path.name, read().decode("utf-8"))
+    except UnicodeDecodeError:
+        return f"{rel}: not a UTF-8 text file"
+    return f"{rel}: {problem}" if problem else None
+
+
+@login_required
+@require_POST
+def file_rename(request: HttpRequest, slug: str) -> JsonResponse:
+    """Rename or move one file in ``code/`` to ``new_path``, by the New file rules (never over
+    a file); folders it leaves empty go. Experiments keep their snapshot copy."""
+    project = _get_project_for_user(request, slug)
+    try:
+        body = json.loads(request.body)
+        rel, new_rel = str(body["path"]), str(body["new_path"]).strip()
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"error": "expected JSON {path, new_path}"}, status=400)
+    try:
+        path = files.resolve_inside(project.code_dir, rel)
+    except files.UnsafePath as exc:
+        return JsonResponse({"error": f"{rel}: {exc}", "path": rel}, status=400)
+    if not path.is_file():
+        return JsonResponse({"error": f"{rel} is not a file", "path": rel}, status=400)
+    try:
+        target = _new_file_path(project.code_dir, new_rel)
+    except files.UnsafePath as exc:
+        return JsonResponse({"error": f"Not renamed: {exc}", "path": rel}, status=400)
+    problem = _yaml_problem(new_rel, target, path.read_bytes)
+    if problem:
+        return JsonResponse({"error": f"Not renamed: {problem}", "path": rel}, status=400)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+    except OSError as exc:
+        files.remove_empty_folders(target.parent, project.code_dir)
+        return JsonResponse(
+            {"error": f"cannot move {rel}: {exc.strerror}", "path": rel}, status=400
+        )
+    files.remove_empty_folders(path.parent, project.code_dir)
+    new_rel = target.relative_to(project.code_dir.resolve()).as_posix()
+    return JsonResponse(
+        {
+            "ok": True,
+            "old_path": rel,
+            "path": new_rel,
+            "mode": EDITOR_MODES.get(target.suffix.lower(), "text"),
+        }
+    )
+
+
+@login_required
+@require_POST
+def file_upload(request: HttpRequest, slug: str) -> JsonResponse:
+    """Store the uploaded ``files`` in ``code/`` or its existing ``folder``: all of them or
+    none. Each is refused, by name, for what New file refuses (an existing file included: it
+    is never replaced), a size over ``MAX_UPLOAD_BYTES``, or YAML the editor would not save."""
+    project = _get_project_for_user(request, slug)
+    limit_mb = files.MAX_UPLOAD_BYTES // (1024 * 1024)
+    try:
+        uploads = request.FILES.getlist("files")
+        folder = request.POST.get("folder", "").strip().strip("/")
+    except (TooManyFilesSent, RequestDataTooBig) as exc:
+        return JsonResponse({"error": f"Nothing uploaded: {exc}"}, status=400)
+    if not uploads:
+        return JsonResponse({"error": "Choose one or more files to upload."}, status=400)
+    if folder:
+        try:
+            if not files.resolve_inside(project.code_dir, folder, must_exist=False).is_dir():
+                raise files.UnsafePath("no such folder in code/")
+        except files.UnsafePath as exc:
+            return JsonResponse({"error": f"Nothing uploaded: folder {folder}: {exc}"}, status=400)
+    errors: list[str] = []
+    targets: list[tuple[Path, str, UploadedFile]] = []
+    for upload in uploads:
+        rel = f"{folder}/{upload.name}" if folder else str(upload.name)
+        if upload.size is not None and upload.size > files.MAX_UPLOAD_BYTES:
+            size_mb = upload.size / (1024 * 1024)
+            errors.append(
+                f"{rel}: {size_mb:.1f} MB is over the {limit_mb} MB limit per file "
+                "(data sets go in the project's input/ folder)"
+            )
+            continue
+        try:
+            path = _new_file_path(project.code_dir, rel)
+        except files.UnsafePath as exc:
+            errors.append(str(exc))
+            continue
+        if any(path == other for other, _, _ in targets):
+            errors.append(f"{rel}: chosen twice")
+            continue
+        problem = _yaml_problem(rel, path, upload.read)
+        if problem:
+            errors.append(problem)
+            continue
+        targets.append((path, rel, upload))
+    if errors:
+        return JsonResponse(
+            {"error": "Nothing uploaded. " + "; ".join(errors), "errors": errors}, status=400
+        )
+    written: list[Path] = []
+    for path, rel, upload in targets:
+        try:
+            files.write_atomic(path, upload.chunks())
+        except OSError as exc:  # the disk is full, ...: none of them stays
+            for done in written:
+                done.unlink(missing_ok=True)
+            return JsonResponse(
+                {"error": f"Nothing uploaded: cannot write {rel}: {exc.strerror}"}, status=400
+            )
+        written.append(path)
+    return JsonResponse({"ok": True, "paths": [rel for _, rel, _ in targets]})
 
 
 @login_required
@@ -309,8 +476,6 @@ def nodes(request: HttpRequest) -> HttpResponse:
 
 
 def _node_timeout_seconds() -> int:
-    from django.conf import settings
-
     return int(getattr(settings, "LUMINIDE_NODE_TIMEOUT_SECONDS", 45))
 
 

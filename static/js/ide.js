@@ -1,4 +1,5 @@
-/* IDE page: file tree of code/, CodeMirror editor with Ctrl-S save, YAML errors inline. */
+/* IDE page: file tree of code/ (new, rename, upload, delete), CodeMirror editor with Ctrl-S
+   save, YAML errors inline. */
 (function () {
   "use strict";
 
@@ -10,6 +11,9 @@
   const errorEl = document.getElementById("editor-error");
   const saveBtn = document.getElementById("save-button");
   const deleteBtn = document.getElementById("delete-button");
+  const renameBtn = document.getElementById("rename-button");
+  const uploadForm = document.getElementById("upload-form");
+  const trainNeeds = document.getElementById("train-needs");
   const trainForm = document.getElementById("train-form");
   if (!host || !treeEl) return;
 
@@ -55,6 +59,7 @@
     dirtyEl.hidden = !dirty;
     saveBtn.disabled = current === null;
     deleteBtn.disabled = current === null;
+    renameBtn.disabled = current === null;
     saveBtn.classList.toggle("btn-primary", dirty);
     document.title = (dirty ? "● " : "") + document.title.replace(/^● /, "");
   }
@@ -65,6 +70,25 @@
     errorEl.classList.add("stale");
     errorEl.append(" (edited since: Ctrl-S checks again)");
   });
+
+  // An error that is not about the editor's text (new file, rename, delete).
+  function showOtherError(text) {
+    clearError();
+    errorEl.hidden = false;
+    errorEl.dataset.kind = "other";
+    errorEl.textContent = text;
+  }
+
+  // POST a JSON body; the reply's JSON, or an error naming the HTTP status.
+  async function postJson(url, body, failed) {
+    const resp = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+    const data = await resp.json().catch(() => ({ error: failed + " (HTTP " + resp.status + ")" }));
+    return { ok: resp.ok, data: data };
+  }
 
   function clearError() {
     errorEl.hidden = true;
@@ -173,17 +197,10 @@
     const edits = isDirty() ? " Your unsaved edits are lost too." : "";
     if (!window.confirm("Delete code/" + current + "? Experiments that ran with it keep their copy." + edits)) return;
     deleteBtn.disabled = true; // a second click would delete a file that is gone
-    const resp = await fetch(host.dataset.deleteUrl, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: JSON.stringify({ path: current }),
-    });
-    const data = await resp.json().catch(() => ({ error: "Delete failed (HTTP " + resp.status + ")" }));
-    if (!resp.ok) {
+    const { ok, data } = await postJson(host.dataset.deleteUrl, { path: current }, "Delete failed");
+    if (!ok) {
       deleteBtn.disabled = false;
-      errorEl.hidden = false;
-      errorEl.dataset.kind = "other";
-      errorEl.textContent = data.error;
+      showOtherError(data.error);
       return;
     }
     current = null;
@@ -198,6 +215,29 @@
     history.replaceState(null, "", location.pathname);
     await loadTree();
   });
+
+  // Rename or move the open file; the editor follows it, unsaved edits included (the file's
+  // bytes are unchanged, so the version it was opened at still guards the next save).
+  renameBtn.addEventListener("click", async () => {
+    if (current === null) return;
+    const name = current.split("/").pop();
+    const to = (window.prompt("Rename or move code/" + current + " to (e.g. " + "sub/" + name + "):", current) || "").trim();
+    if (!to || to === current) return;
+    const { ok, data } = await postJson(host.dataset.renameUrl, { path: current, new_path: to }, "Rename failed");
+    if (!ok) {
+      showOtherError(data.error);
+      return;
+    }
+    clearError();
+    current = data.path;
+    editor.setOption("mode", modes[data.mode] || null);
+    pathEl.textContent = data.path;
+    history.replaceState(null, "", "#" + encodeURIComponent(data.path));
+    showFolders(data.path);
+    await loadTree();
+    setStatus("Renamed " + data.old_path + " → " + data.path, "ok");
+  });
+
   document.addEventListener("keydown", (ev) => {
     if ((ev.ctrlKey || ev.metaKey) && ev.key === "s") {
       ev.preventDefault();
@@ -261,6 +301,13 @@
     return ul;
   }
 
+  // Open the folders of ``path`` in the tree, so its row shows.
+  function showFolders(path) {
+    const parts = path.split("/");
+    for (let i = 1; i < parts.length; i++) openDirs.add(parts.slice(0, i).join("/"));
+    sessionStorage.setItem("luminide-open-dirs", JSON.stringify([...openDirs]));
+  }
+
   function markActive() {
     treeEl.querySelectorAll(".tree-row.active").forEach((el) => el.classList.remove("active"));
     if (current === null) return;
@@ -276,8 +323,10 @@
     }
     const data = await resp.json();
     treeEl.replaceChildren(renderTree(data.tree, 0));
-    if (!data.tree.length) treeEl.innerHTML = '<p class="muted small pad">code/ is empty.</p>';
+    if (!data.tree.length) treeEl.innerHTML = '<p class="muted small pad">code/ is empty: add a file with + or upload some with ⇪.</p>';
     markActive();
+    fillFolders(data.tree);
+    showTrainNeeds(data.tree);
     return data.tree;
   }
   document.getElementById("tree-refresh").addEventListener("click", loadTree);
@@ -287,25 +336,92 @@
     if (isDirty() && !window.confirm("Discard unsaved changes to " + current + "?")) return;
     const path = (window.prompt("New file in code/ (e.g. model.py or data/augment.py):") || "").trim();
     if (!path) return;
-    const resp = await fetch(host.dataset.saveUrl, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: JSON.stringify({ path: path, content: "", create: true }),
-    });
-    const data = await resp.json().catch(() => ({ error: "Could not create " + path + " (HTTP " + resp.status + ")" }));
-    if (!resp.ok) {
-      errorEl.hidden = false;
-      errorEl.dataset.kind = "other";
-      errorEl.textContent = data.error;
+    const body = { path: path, content: "", create: true };
+    const { ok, data } = await postJson(host.dataset.saveUrl, body, "Could not create " + path);
+    if (!ok) {
+      showOtherError(data.error);
       return;
     }
-    // Its folders open in the tree, so the new file's row shows.
-    const parts = data.path.split("/");
-    for (let i = 1; i < parts.length; i++) openDirs.add(parts.slice(0, i).join("/"));
-    sessionStorage.setItem("luminide-open-dirs", JSON.stringify([...openDirs]));
+    showFolders(data.path);
     await loadTree();
     await open(data.path, true);
   });
+
+  // ---------------------------------------------------------------- upload
+  const folderSelect = document.getElementById("upload-folder");
+  const uploadError = document.getElementById("upload-error");
+  const uploadInput = document.getElementById("upload-input");
+
+  document.getElementById("upload-toggle").addEventListener("click", () => {
+    uploadForm.hidden = !uploadForm.hidden;
+    if (!uploadForm.hidden) uploadInput.focus();
+  });
+
+  // The folders the tree shows, as upload targets; the one picked stays picked.
+  function fillFolders(entries) {
+    const picked = folderSelect.value;
+    const options = [new Option("code/", "")];
+    (function walk(list) {
+      for (const e of list) {
+        if (e.type !== "dir") continue;
+        options.push(new Option("code/" + e.path + "/", e.path));
+        walk(e.children || []);
+      }
+    })(entries);
+    folderSelect.replaceChildren(...options);
+    folderSelect.value = options.some((o) => o.value === picked) ? picked : "";
+  }
+
+  function showUploadError(lines) {
+    uploadError.hidden = false;
+    uploadError.replaceChildren(...lines.map((line) => Object.assign(document.createElement("div"), { textContent: line })));
+  }
+
+  uploadForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    uploadError.hidden = true;
+    if (errorEl.dataset.kind === "other") clearError(); // e.g. a refused rename: stale now
+    const chosen = [...uploadInput.files];
+    const max = Number(uploadForm.dataset.maxBytes);
+    // Refused here before sending megabytes the server would refuse too (it checks again).
+    const maxFiles = Number(uploadForm.dataset.maxFiles);
+    if (chosen.length > maxFiles) {
+      showUploadError(["Nothing uploaded: " + chosen.length + " files chosen, at most " + maxFiles + " at a time."]);
+      return;
+    }
+    const big = chosen.filter((f) => f.size > max);
+    if (big.length) {
+      showUploadError(["Nothing uploaded."].concat(big.map((f) => f.name + ": " + (f.size / 1048576).toFixed(1) + " MB is over the " + max / 1048576 + " MB limit per file")));
+      return;
+    }
+    const button = document.getElementById("upload-button");
+    button.disabled = true;
+    const resp = await fetch(uploadForm.dataset.url, {
+      method: "POST",
+      headers: { "X-CSRFToken": csrf, Accept: "application/json" },
+      body: new FormData(uploadForm),
+    });
+    const data = await resp.json().catch(() => ({ error: "Upload failed (HTTP " + resp.status + ")" }));
+    button.disabled = false;
+    if (!resp.ok) {
+      showUploadError(data.errors ? ["Nothing uploaded."].concat(data.errors) : [data.error]);
+      return;
+    }
+    uploadInput.value = "";
+    data.paths.forEach(showFolders);
+    await loadTree();
+    setStatus("Uploaded " + data.paths.join(", "), "ok");
+  });
+
+  // What Train needs that code/ lacks (an empty project), said before the click.
+  function showTrainNeeds(entries) {
+    if (!trainNeeds) return;
+    const top = new Set(entries.filter((e) => e.type === "file").map((e) => e.name));
+    const missing = ["full.sh", "config.yaml"].filter((name) => !top.has(name));
+    trainNeeds.hidden = !missing.length;
+    trainNeeds.textContent =
+      "Not in code/ yet: " + missing.join(", ") + ". Train runs full.sh (e.g. python ../code/train.py) with the hyperparameters in config.yaml: add them with + or upload them with ⇪.";
+  }
 
   function flatten(entries, out) {
     for (const e of entries) {
@@ -339,6 +455,7 @@
   }
 
   loadTree().then((entries) => {
+    if (!entries.length) uploadForm.hidden = false; // an empty project starts with its code
     const files = flatten(entries, []);
     const wanted = decodeURIComponent(location.hash.slice(1));
     const initial = files.includes(wanted) ? wanted : files.includes(host.dataset.initial) ? host.dataset.initial : files[0];

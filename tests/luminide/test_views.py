@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
@@ -149,6 +150,46 @@ def test_create_project_rejects_bad_slug_and_template(client, owner, project):
     assert long_slug.status_code == 400
     assert "At most 63 characters (this one has 64)" in long_slug.content.decode()
     assert not Project.objects.filter(slug__in=["fresh", "s" * 64]).exists()
+
+
+def test_new_project_slug_rule_is_shown_and_named_in_errors(client, owner, project):
+    c = client_for(client, owner)
+    rule = "lowercase letters a-z, digits 0-9 and dashes, starting with a letter or a digit"
+    page = c.get(reverse("project_list")).content.decode()
+    assert f'title="Slug: {rule}, at most 63 characters"' in page  # the browser's bubble
+    assert f"The project's folder and URL: {rule}" in page  # visible under the field
+    errors = {
+        "My Project!": f"Slug &#x27;My Project!&#x27; (not allowed: &#x27; &#x27;, "
+        f"&#x27;!&#x27;, &#x27;M&#x27;, &#x27;P&#x27;): use {rule}",
+        "-abc": f"Slug &#x27;-abc&#x27; (it starts with a dash): use {rule}",
+        "café": "(not allowed: &#x27;é&#x27;)",
+        "": f"A slug is required: {rule}",
+    }
+    for slug, message in errors.items():
+        response = c.post(reverse("project_list"), {"slug": slug, "template": "empty"})
+        assert response.status_code == 400
+        assert message in response.content.decode()
+    assert list(Project.objects.values_list("slug", flat=True)) == ["proj"]
+
+
+def test_empty_project_then_train_names_the_missing_script(client, owner, data_dir):
+    from sweeps.models import Experiment
+
+    c = client_for(client, owner)
+    assert "Empty project" in c.get(reverse("project_list")).content.decode()
+    created = c.post(reverse("project_list"), {"slug": "blank", "template": "empty"})
+    assert created.status_code == 302 and created.url == reverse("project_ide", args=["blank"])
+    project = Project.objects.get(slug="blank")
+    assert project.template == "" and project.name == "blank"
+    assert project.code_dir.is_dir() and not any(project.code_dir.iterdir())
+    assert project.input_dir.is_dir() and project.output_dir.is_dir()
+    assert c.get(reverse("file_tree", args=["blank"])).json() == {"tree": []}
+    page = c.post(reverse("experiment_start", args=["blank"]), follow=True)
+    assert page.redirect_chain == [(reverse("project_ide", args=["blank"]), 302)]
+    assert (
+        "Could not start: full.sh: not found in the project&#x27;s code/" in page.content.decode()
+    )
+    assert not Experiment.objects.filter(project=project).exists()
 
 
 # ---------------------------------------------------------------- file API
@@ -355,6 +396,169 @@ def test_save_rejects_malformed_body(client, owner, project):
     assert lone_surrogate.status_code == 400 and "UTF-8" in lone_surrogate.json()["error"]
     assert not (project.code_dir / "notes.txt").exists()
     assert (project.code_dir / "train.py").read_text() == "print('hi')\n"
+
+
+def rename(client, project, path, new_path):
+    return client.post(
+        reverse("file_rename", args=[project.slug]),
+        data=json.dumps({"path": path, "new_path": new_path}),
+        content_type="application/json",
+    )
+
+
+def test_rename_moves_a_file_and_removes_the_folder_it_empties(client, owner, project):
+    c = client_for(client, owner)
+    moved = rename(c, project, "pkg/util.py", "models/net.py")
+    assert moved.status_code == 200
+    assert moved.json() == {
+        "ok": True,
+        "old_path": "pkg/util.py",
+        "path": "models/net.py",
+        "mode": "python",
+    }
+    assert (project.code_dir / "models" / "net.py").read_text() == "X = 1\n"
+    assert not (project.code_dir / "pkg").exists()  # its last file left: gone, like Delete
+    renamed = rename(c, project, "train.py", " ./main.sh ").json()
+    assert renamed["path"] == "main.sh" and renamed["mode"] == "shell"
+    assert (project.code_dir / "main.sh").read_text() == "print('hi')\n"
+
+
+def test_rename_refuses_what_new_file_refuses_and_keeps_every_file(client, owner, project):
+    c = client_for(client, owner)
+    before = {p: p.read_bytes() for p in project.code_dir.rglob("*") if p.is_file()}
+    refused = {
+        ("train.py", "config.yaml"): "Not renamed: config.yaml already exists",
+        ("train.py", "train.py"): "Not renamed: train.py already exists",
+        ("train.py", "pkg"): "Not renamed: pkg already exists",
+        ("train.py", "../secret.py"): "Not renamed: ../secret.py: '..' is not allowed",
+        ("train.py", "/tmp/x.py"): "Not renamed: /tmp/x.py: absolute paths are not allowed",
+        ("train.py", "sub/"): "Not renamed: sub/: name a file, not a folder",
+        ("train.py", ""): "Not renamed: : invalid path",
+        ("train.py", "__pycache__/t.py"): "Not renamed: __pycache__/t.py: the file tree does",
+        ("train.py", "config.yaml/t.py"): "Not renamed: config.yaml/t.py: config.yaml is a file",
+        ("missing.py", "new.py"): "missing.py: no such file",
+        ("../secret.txt", "in.txt"): "../secret.txt: '..' is not allowed",
+        ("pkg", "pkg2"): "pkg is not a file",
+    }
+    for (path, new_path), message in refused.items():
+        response = rename(c, project, path, new_path)
+        assert response.status_code == 400, (path, new_path)
+        assert response.json()["error"].startswith(message), response.json()["error"]
+    bad_body = c.post(
+        reverse("file_rename", args=[project.slug]),
+        data=json.dumps({"path": "train.py"}),
+        content_type="application/json",
+    )
+    assert bad_body.json()["error"] == "expected JSON {path, new_path}"
+    after = {p: p.read_bytes() for p in project.code_dir.rglob("*") if p.is_file()}
+    assert after == before
+    assert (project.root / "secret.txt").read_text() == "outside code/"
+
+
+def test_rename_to_a_checked_yaml_name_validates_it(client, owner, project):
+    c = client_for(client, owner)
+    (project.code_dir / "config.yaml").unlink()
+    (project.code_dir / "old.yaml").write_text("lr: 0.1\nlr: 0.2\n")
+    refused = rename(c, project, "old.yaml", "config.yaml")
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "Not renamed: config.yaml: line 2: 'lr' is defined twice"
+    assert (project.code_dir / "old.yaml").is_file()
+    (project.code_dir / "old.yaml").write_text(CONFIG)
+    assert rename(c, project, "old.yaml", "config.yaml").status_code == 200
+    assert (project.code_dir / "config.yaml").read_text() == CONFIG
+
+
+def test_rename_and_upload_follow_project_access(client, project, collaborator, outsider):
+    assert rename(client_for(client, outsider), project, "train.py", "x.py").status_code == 404
+    assert upload(client, project, [file("x.py")]).status_code == 404
+    assert rename(client_for(client, collaborator), project, "train.py", "x.py").status_code == 200
+    assert (project.code_dir / "x.py").is_file()
+
+
+def file(name, content=b"print(1)\n"):
+    return SimpleUploadedFile(name, content)
+
+
+def upload(client, project, uploads, folder=""):
+    return client.post(
+        reverse("file_upload", args=[project.slug]), {"folder": folder, "files": uploads}
+    )
+
+
+def test_upload_stores_files_in_the_folder_picked(client, owner, project):
+    c = client_for(client, owner)
+    response = upload(c, project, [file("model.py"), file("weights.bin", b"\x00\x01")])
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "paths": ["model.py", "weights.bin"]}
+    assert (project.code_dir / "weights.bin").read_bytes() == b"\x00\x01"
+    into = upload(c, project, [file("aug.py")], folder="pkg/")
+    assert into.json()["paths"] == ["pkg/aug.py"]
+    assert (project.code_dir / "pkg" / "aug.py").read_text() == "print(1)\n"
+    assert upload(c, project, [file("sweep.yaml", SWEEP.encode())], "pkg").status_code == 200
+
+
+def test_upload_refuses_by_name_and_stores_nothing(client, owner, project, settings, monkeypatch):
+    c = client_for(client, owner)
+    monkeypatch.setattr("luminide.files.MAX_UPLOAD_BYTES", 1024 * 1024)
+    before = {p: p.read_bytes() for p in project.code_dir.rglob("*") if p.is_file()}
+    taken = upload(c, project, [file("new.py"), file("train.py", b"replaced")])
+    assert taken.status_code == 400
+    assert taken.json()["errors"] == ["train.py already exists"]
+    assert taken.json()["error"] == "Nothing uploaded. train.py already exists"
+    big = upload(c, project, [file("big.csv", b"x" * (1024 * 1024 + 1)), file("ok.py")])
+    assert big.json()["errors"] == [
+        "big.csv: 1.0 MB is over the 1 MB limit per file (data sets go in the project's "
+        "input/ folder)"
+    ]
+    bad_yaml = upload(c, project, [file("sweep.yaml", b"parameters: [\n")], folder="pkg")
+    assert bad_yaml.json()["errors"][0].startswith("pkg/sweep.yaml: line 2")
+    latin1 = upload(c, project, [file("config.yaml", b"lr: \xe9\n")], folder="pkg")
+    assert latin1.json()["errors"] == ["pkg/config.yaml: not a UTF-8 text file"]
+    twice = upload(c, project, [file("a.py"), file("a.py")])
+    assert twice.json()["errors"] == ["a.py: chosen twice"]
+    hidden = upload(c, project, [file("x.py")], folder="__pycache__")
+    assert hidden.json()["error"] == "Nothing uploaded: folder __pycache__: no such folder in code/"
+    (project.code_dir / "__pycache__").mkdir()  # there, but the tree does not show it
+    hidden = upload(c, project, [file("x.py")], folder="__pycache__")
+    assert hidden.json()["errors"][0].startswith("__pycache__/x.py: the file tree does not show")
+    (project.code_dir / "__pycache__").rmdir()
+    # A browser sends only the base name ("../x.py" arrives as "x.py"); a crafted one too.
+    assert upload(c, project, [file("../escape.py")]).json()["paths"] == ["escape.py"]
+    (project.code_dir / "escape.py").unlink()
+    for folder, message in {
+        "../": "folder ..: '..' is not allowed in paths",
+        "train.py": "folder train.py: no such folder in code/",
+        "nope": "folder nope: no such folder in code/",
+    }.items():
+        response = upload(c, project, [file("y.py")], folder=folder)
+        assert response.status_code == 400
+        assert response.json()["error"] == f"Nothing uploaded: {message}"
+    assert upload(c, project, []).json()["error"] == "Choose one or more files to upload."
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    many = upload(c, project, [file("1.py"), file("2.py"), file("3.py")])
+    assert many.status_code == 400 and "number of files exceeded" in many.json()["error"]
+    after = {p: p.read_bytes() for p in project.code_dir.rglob("*") if p.is_file()}
+    assert after == before
+    assert not (project.root / "escape.py").exists()
+
+
+def test_upload_that_cannot_be_written_leaves_no_file(client, owner, project, monkeypatch):
+    from luminide import files
+
+    real = files.write_atomic
+
+    def full_disk(path, chunks):
+        if path.name == "second.py":
+            raise OSError(28, "No space left on device")
+        real(path, chunks)
+
+    monkeypatch.setattr(files, "write_atomic", full_disk)
+    response = upload(client_for(client, owner), project, [file("first.py"), file("second.py")])
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "Nothing uploaded: cannot write second.py: No space left on device"
+    )
+    assert not (project.code_dir / "first.py").exists()
 
 
 # ---------------------------------------------------------------- nodes, tokens, plotly, admin

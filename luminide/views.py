@@ -16,7 +16,6 @@ import plotly
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -356,11 +355,14 @@ def file_rename(request: HttpRequest, slug: str) -> JsonResponse:
     problem = _yaml_problem(new_rel, target, path.read_bytes)
     if problem:
         return JsonResponse({"error": f"Not renamed: {problem}", "path": rel}, status=400)
+    existing = target.parent
+    while not existing.exists():
+        existing = existing.parent
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         path.rename(target)
     except OSError as exc:
-        files.remove_empty_folders(target.parent, project.code_dir)
+        files.remove_empty_folders(target.parent, existing)  # only the folders made here
         return JsonResponse(
             {"error": f"cannot move {rel}: {exc.strerror}", "path": rel}, status=400
         )
@@ -384,11 +386,10 @@ def file_upload(request: HttpRequest, slug: str) -> JsonResponse:
     is never replaced), a size over ``MAX_UPLOAD_BYTES``, or YAML the editor would not save."""
     project = _get_project_for_user(request, slug)
     limit_mb = files.MAX_UPLOAD_BYTES // (1024 * 1024)
-    try:
-        uploads = request.FILES.getlist("files")
-        folder = request.POST.get("folder", "").strip().strip("/")
-    except (TooManyFilesSent, RequestDataTooBig) as exc:
-        return JsonResponse({"error": f"Nothing uploaded: {exc}"}, status=400)
+    # More files than DATA_UPLOAD_MAX_NUMBER_FILES are refused by Django's CSRF check before
+    # this view runs: ide.js refuses them before sending, naming the limit.
+    uploads = request.FILES.getlist("files")
+    folder = request.POST.get("folder", "").strip().strip("/")
     if not uploads:
         return JsonResponse({"error": "Choose one or more files to upload."}, status=400)
     if folder:

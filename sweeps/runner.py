@@ -238,21 +238,18 @@ def _in_pool_child() -> bool:
 
 
 def _divergence(trial: Trial) -> str:
-    """Why a run that exited 0 still failed: it diverged. An epoch's val loss is NaN/inf, or
-    a loss of its last epoch is (training stopped on it; a NaN written to history.csv is read
-    as inf). Its best val loss is from before, its model meaningless: a sweep must not rank
-    it by that best, and nobody should take it for a finished training."""
-    for epoch, val_loss in trial.epochs.order_by("epoch").values_list("epoch", "val_loss"):
-        if val_loss is not None and not math.isfinite(val_loss):
-            return f"diverged: the val loss of history.csv epoch {epoch} is not finite"
+    """Why a run that exited 0 still failed: it ended diverged. Its last epoch's val loss is
+    NaN/inf, or its last history row's loss is (training stopped on it); a NaN written to
+    history.csv is read as inf. Its best val loss is from before, its model meaningless: a
+    sweep must not rank it by that best. A run that recovered from a bad step is fine."""
+    last_epoch = trial.epochs.order_by("-epoch").values_list("epoch", "val_loss").first()
+    if last_epoch and last_epoch[1] is not None and not math.isfinite(last_epoch[1]):
+        return f"diverged: the val loss of its last epoch ({last_epoch[0]}) is not finite"
     last = HistoryChunk.objects.filter(trial=trial).aggregate(last=Max("last_epoch"))["last"]
-    if last is None:
-        return ""
-    rows = read_trial_history(trial, min_epoch=last)
-    in_last = rows.epoch == last
+    rows = read_trial_history(trial, min_epoch=last) if last is not None else None
     for name in ("train_loss", "val_loss", "epoch_val_loss"):
-        if np.isinf(getattr(rows, name)[in_last]).any():
-            return f"diverged: a {name} of history.csv epoch {last} is not finite"
+        if rows is not None and len(rows) and np.isinf(getattr(rows, name)[-1]):
+            return f"diverged: the {name} of the last row of history.csv is not finite"
     return ""
 
 
@@ -416,10 +413,10 @@ def _finish(
         logw.note(f"trial {trial.state}: {trial.failure_reason or 'stopped'}")
         return
     tail = "\n".join(logw.stderr_tail)
-    # The error itself first (a traceback ends with it): the failure banner and a sweep's
-    # "every trial failed" summary show the first line; library warnings come before it.
+    # A script that exits with an error prints it last (a traceback ends with it): that
+    # line goes first, where the failure banner and a sweep's "every trial failed" summary
+    # show it; library warnings come before it. A killed one's last line is just output.
     last = next((line.strip() for line in reversed(logw.stderr_tail) if line.strip()), "")
-    tail = f": {last}\n{tail}" if last else ""
     if rc == 0 and not tailer.exists:
         reason = (
             "the script finished without writing history.csv (train.py must append it in "
@@ -438,8 +435,9 @@ def _finish(
         state, reason = RunState.COMPLETE, ""
     elif rc is not None and rc < 0:
         name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-        state, reason = RunState.FAILED, f"killed by signal {name}{tail}"
+        state, reason = RunState.FAILED, f"killed by signal {name}" + (f"\n{tail}" if tail else "")
     else:
-        state, reason = RunState.FAILED, f"exit code {rc}{tail}"
+        error = f": {last}\n{tail}" if last else ""
+        state, reason = RunState.FAILED, f"exit code {rc}{error}"
     if actions.do_finish_trial(trial, state, reason=reason, from_states=RUNNING_ONLY):
         logw.note(f"trial {state}" + (f": {reason.splitlines()[0]}" if reason else ""))

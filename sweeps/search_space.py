@@ -289,8 +289,14 @@ class _Fixed:
     value: Any
 
 
-def parse_sweep_yaml(text: str, filename: str = "sweep.yaml") -> SearchSpace:
-    """Parse ``sweep.yaml`` into Optuna distributions; raise :class:`YamlFileError`."""
+def parse_sweep_yaml(
+    text: str, filename: str = "sweep.yaml", *, strict: bool = True
+) -> SearchSpace:
+    """Parse ``sweep.yaml`` into Optuna distributions; raise :class:`YamlFileError`.
+
+    ``strict=False`` reads a sweep's stored copy: sections other than ``parameters`` were
+    allowed when older sweeps started, and such a sweep must still resume.
+    """
     root = _compose(text, filename)
     if root is None:
         raise YamlFileError(filename, None, "is empty; it needs a 'parameters' mapping")
@@ -299,7 +305,7 @@ def parse_sweep_yaml(text: str, filename: str = "sweep.yaml") -> SearchSpace:
     _unique_keys(root, filename, "section ")
     sections = {_construct(k): (k, v) for k, v in root.value}
     for name, (key_node, _value) in sections.items():
-        if name != "parameters":  # e.g. W&B's method/metric: ignoring them would mislead
+        if strict and name != "parameters":  # W&B's method/metric: ignoring them would mislead
             raise YamlFileError(
                 filename,
                 _line(key_node),

@@ -81,8 +81,9 @@ def load_sweep_files(project: Project) -> tuple[SearchSpace, dict[str, Any], str
     return space, defaults, sweep_text
 
 
-def _space(experiment: Experiment) -> SearchSpace:
-    return parse_sweep_yaml(experiment.spec["sweep_yaml"])
+def stored_space(experiment: Experiment) -> SearchSpace:
+    """The search space a sweep started with (its stored copy of ``sweep.yaml``)."""
+    return parse_sweep_yaml(experiment.spec.get("sweep_yaml", ""), strict=False)
 
 
 def _study(experiment: Experiment, trial_number: int = 0):
@@ -210,7 +211,7 @@ def do_fill_sweep(experiment: Experiment) -> list[Trial]:
 
 def _launch(experiment: Experiment, trial: Trial) -> None:
     """Ask the study for the trial's values, write its config.yaml and enqueue it."""
-    space = _space(experiment)
+    space = stored_space(experiment)
     asked = studies.ask(_study(experiment, trial.number), space.distributions)
     params = space.readable(asked.params)
     config = space.trial_config(experiment.config, params)
@@ -360,7 +361,7 @@ def _best_trial(experiment: Experiment) -> Trial | None:
 
 def tuned_config(experiment: Experiment, trial: Trial) -> dict[str, Any]:
     """The full config of ``trial``: what ``config-tuned.yaml`` holds."""
-    return _space(experiment).trial_config(experiment.config, trial.params)
+    return stored_space(experiment).trial_config(experiment.config, trial.params)
 
 
 def write_tuned_config(experiment: Experiment, trial: Trial) -> Path:
@@ -412,7 +413,7 @@ def write_results_csv(experiment: Experiment) -> Path:
 
 def _write_results_csv(experiment: Experiment) -> Path:
     trials = list(experiment.trials.order_by("number"))
-    names = sorted(_space(experiment).distributions)
+    names = sorted(stored_space(experiment).distributions)
     path = experiment.output_dir / RESULTS_CSV
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

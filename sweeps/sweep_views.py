@@ -39,7 +39,7 @@ from sweeps import sweep_charts
 from sweeps.calibration import predict_final
 from sweeps.history import json_float
 from sweeps.models import ACTIVE_STATES, Experiment, RunState, TrialEpoch
-from sweeps.search_space import YamlFileError, parse_config_yaml, parse_sweep_yaml
+from sweeps.search_space import YamlFileError, parse_config_yaml
 from sweeps.sweep import (
     RESULTS_CSV,
     TUNED_CONFIG,
@@ -47,6 +47,7 @@ from sweeps.sweep import (
     do_resume_sweep,
     do_start_sweep,
     do_stop_sweep,
+    stored_space,
     tuned_trial_number,
 )
 from sweeps.views import _get_experiment_for_user, _get_project_for_user
@@ -160,11 +161,7 @@ def render_sweep_page(request: HttpRequest, project: Project, experiment: Experi
             "is_fast": experiment.is_fast,
             "prediction": predict_final(tuned_trial) if tuned_trial is not None else None,
             "tuned_runs": tuned_runs,
-            "tuned_best": min(
-                (e for e in tuned_runs if e.best_value is not None),
-                key=lambda e: e.best_value,
-                default=None,
-            ),
+            "tuned_best": _best_tuned_run(tuned_runs),
             "baseline": baseline,
             "tuned_training_active": any(e.state in ACTIVE_STATES for e in tuned_runs),
             "has_results": (experiment.output_dir / RESULTS_CSV).is_file(),
@@ -202,6 +199,16 @@ def _tuned_trainings(
         elif training.state == RunState.COMPLETE and training.best_value is not None:
             others.append(training)
     return runs, min(others, key=lambda e: e.best_value, default=None)
+
+
+def _best_tuned_run(runs: list[Experiment]) -> Experiment | None:
+    """What the tuned config reached: its best completed training; while none has completed,
+    the best of those running (a failed one reached nothing)."""
+    for states in ((RunState.COMPLETE,), ACTIVE_STATES):
+        done = [e for e in runs if e.state in states and e.best_value is not None]
+        if done:
+            return min(done, key=lambda e: e.best_value)
+    return None
 
 
 # ---------------------------------------------------------------- JSON
@@ -244,7 +251,7 @@ def _points(experiment: Experiment) -> list[sweep_charts.TrialPoint]:
 
 def _param_specs(experiment: Experiment) -> list[dict]:
     try:
-        space = parse_sweep_yaml(experiment.spec.get("sweep_yaml", ""))
+        space = stored_space(experiment)
     except YamlFileError:
         return []
     return sweep_charts.param_specs(space.distributions)
@@ -415,7 +422,7 @@ def _importance_study(experiment: Experiment):
                 return sample
             if done:
                 return study
-    space = parse_sweep_yaml(experiment.spec.get("sweep_yaml", "")).distributions
+    space = stored_space(experiment).distributions
     rows = experiment.trials.filter(state=RunState.COMPLETE, value__isnull=False).values_list(
         "params", "value"
     )

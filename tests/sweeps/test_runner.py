@@ -133,28 +133,40 @@ print("training went on")
 
 
 @pytest.mark.parametrize(
-    ("losses", "reason"),
+    ("losses", "reason", "best_before"),
     [
         # The val loss goes NaN at the second epoch; the script carries on to the end.
-        ([(1.0, 0.9), ("nan", "nan"), ("nan", "nan")], "the val loss of history.csv epoch 1"),
+        (
+            [(1.0, 0.9), ("nan", "nan"), ("nan", "nan")],
+            "the val loss of its last epoch (2)",
+            0.9,
+        ),
         # The script stops on a NaN train loss in its last epoch (the templates do).
-        ([(1.0, 0.9), (0.8, 0.7), ("nan", None)], "a train_loss of history.csv epoch 2"),
+        (
+            [(1.0, 0.9), (0.8, 0.7), ("nan", None)],
+            "the train_loss of the last row of history.csv",
+            0.7,
+        ),
     ],
 )
-def test_a_run_that_diverges_fails_though_it_exits_0(owner, losses, reason):
+def test_a_run_that_ends_diverged_fails_though_it_exits_0(owner, losses, reason, best_before):
     """Its best val loss is from before it diverged: a sweep must not rank it by that."""
     project = _project(owner, **{"train.py": TRAIN_DIVERGES.format(losses=losses)})
     experiment, trial, state = _run(project)
     assert state == experiment.state == RunState.FAILED
     assert trial.failure_reason == f"diverged: {reason} is not finite"
-    best_before = 0.9 if losses[1][1] == "nan" else 0.7
     assert trial.best_val_loss == best_before  # kept, for the record
     assert "training went on" in (trial.run_dir / "log.txt").read_text()
 
 
-def test_a_missing_value_is_not_divergence(owner):
-    """Blank cells (validation every few epochs) and an epoch that recovered are fine."""
-    losses = [(1.0, ""), (0.8, 0.7), (0.6, 0.5)]
+@pytest.mark.parametrize(
+    "losses",
+    [
+        [(1.0, ""), (0.8, 0.7), (0.6, 0.5)],  # blank cells: validation every few epochs
+        [(1.0, 0.9), ("nan", "nan"), (0.6, 0.5)],  # one bad epoch, recovered
+    ],
+)
+def test_a_missing_value_or_a_recovered_step_is_not_divergence(owner, losses):
     project = _project(owner, **{"train.py": TRAIN_DIVERGES.format(losses=losses)})
     _experiment, trial, state = _run(project)
     assert state == RunState.COMPLETE and trial.best_val_loss == 0.5

@@ -159,6 +159,14 @@ def test_a_parameter_missing_from_config_yaml_is_refused_with_its_line():
         space.check_against({"lr": 0.01, "lrr": 0.0})
 
 
+def test_a_stored_sweep_with_another_section_still_parses():
+    """Sweeps started before sections were refused must still resume and draw."""
+    text = "method: bayes\nparameters:\n  a: {values: [1, 2]}\n"
+    with pytest.raises(YamlFileError, match="unknown section 'method'"):
+        parse_sweep_yaml(text)
+    assert list(parse_sweep_yaml(text, strict=False).distributions) == ["a"]
+
+
 def test_empty_sweep_file_is_refused():
     with pytest.raises(YamlFileError, match=r"sweep\.yaml: is empty"):
         parse_sweep_yaml("")

@@ -236,6 +236,16 @@ def test_data_payload(client, project, owner):
     assert none["curves"] == {}
 
 
+def test_a_sweep_stored_with_a_w_and_b_section_still_draws(client, project, owner):
+    exp = make_sweep(project)
+    Experiment.objects.filter(pk=exp.pk).update(
+        spec={**exp.spec, "sweep_yaml": "method: bayes\n" + SWEEP_YAML}
+    )
+    client.force_login(owner)
+    data = strict_json(client.get(url("sweep_data", exp)))
+    assert [p["name"] for p in data["params"]] == ["arch", "lr"]
+
+
 def test_data_queries_do_not_grow_with_trials(
     client, project, owner, django_assert_max_num_queries
 ):
@@ -489,6 +499,18 @@ def test_the_tuned_card_holds_the_tuned_configs_training_against_the_best_other(
     _attributes, card = tuned_card(client, exp)
     assert ">exp5</a> <strong>0.15</strong>" in card and ">exp0<" not in card
     assert "lower than the tuned config" not in card
+
+    # What it reached is a completed training's: not a second one's running best, nor a
+    # failed (e.g. diverged) one's best from before it failed.
+    Experiment.objects.filter(pk=running.pk).update(best_value=0.5)
+    factories.make_experiment(
+        project, number=6, state=RunState.RUNNING, config=tuned, best_value=0.1
+    )
+    factories.make_experiment(
+        project, number=7, state=RunState.FAILED, config=tuned, best_value=0.05
+    )
+    _attributes, card = tuned_card(client, exp)
+    assert "lower than the tuned config's" in card and "?n=5,2" in card
 
 
 # ---------------------------------------------------------------- Fast Training

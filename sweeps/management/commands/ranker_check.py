@@ -79,7 +79,9 @@ class Command(BaseCommand):
         elif experiment is None:  # a sweep's snapshot never changes; a template or project can
             _check_same_code(code, self._source(options["template"], options["project"]), work)
         try:
-            space = parse_sweep_yaml((code / "sweep.yaml").read_text())
+            # A sweep's snapshot is read as that sweep started; new random configs as a new
+            # sweep would start.
+            space = parse_sweep_yaml((code / "sweep.yaml").read_text(), strict=experiment is None)
             defaults = parse_config_yaml((code / "config.yaml").read_text())
             if experiment is None:  # random configs from sweep.yaml, as a sweep would start
                 space.check_against(defaults)

@@ -62,8 +62,10 @@ def resolve_inside(root: Path, rel: str, *, must_exist: bool = True) -> Path:
     if not rel or "\x00" in rel or "\\" in rel:
         raise UnsafePath("invalid path")
     pure = PurePosixPath(rel)
-    if pure.is_absolute() or rel.startswith("~"):
+    if pure.is_absolute():
         raise UnsafePath("absolute paths are not allowed")
+    if rel.startswith("~"):  # a shell would read it as a home folder
+        raise UnsafePath("a path may not start with ~")
     parts = [p for p in pure.parts if p not in ("", ".")]
     if not parts:
         raise UnsafePath("invalid path")
@@ -172,8 +174,13 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, [text.encode("utf-8")])
 
 
-def write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
-    """Replace ``path`` with the bytes of ``chunks`` so readers see the old or the new file."""
+def write_atomic(path: Path, chunks: Iterable[bytes], *, replace: bool = True) -> None:
+    """Replace ``path`` with the bytes of ``chunks`` so readers see the old or the new file.
+
+    Raises:
+        FileExistsError: ``replace`` is False and ``path`` exists (checked atomically, so a
+            file created meanwhile, e.g. from another tab, is never overwritten).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -181,10 +188,20 @@ def write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
             for chunk in chunks:
                 fh.write(chunk)
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            move_no_replace(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def move_no_replace(source: Path, target: Path) -> None:
+    """Move the file ``source`` to ``target``; FileExistsError if ``target`` exists, checked
+    atomically (a hard link fails on an existing name; ``rename`` would replace it)."""
+    os.link(source, target)
+    source.unlink()
 
 
 def remove_empty_folders(folder: Path, root: Path) -> None:

@@ -307,8 +307,10 @@ def _new_file_path(code_dir: Path, rel: str) -> Path:
     """Where the new file ``rel`` goes in ``code_dir``, by the New file rules.
 
     Raises:
-        files.UnsafePath: with a message that starts with ``rel``.
+        files.UnsafePath: with a message that starts with ``rel`` (or asks for one).
     """
+    if not rel:
+        raise files.UnsafePath("a new name is required (e.g. model.py or sub/model.py)")
     try:
         path = files.resolve_inside(code_dir, rel, must_exist=False)
     except files.UnsafePath as exc:
@@ -360,12 +362,11 @@ def file_rename(request: HttpRequest, slug: str) -> JsonResponse:
         existing = existing.parent
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        path.rename(target)
+        files.move_no_replace(path, target)
     except OSError as exc:
         files.remove_empty_folders(target.parent, existing)  # only the folders made here
-        return JsonResponse(
-            {"error": f"cannot move {rel}: {exc.strerror}", "path": rel}, status=400
-        )
+        why = f"{new_rel} already exists" if isinstance(exc, FileExistsError) else exc.strerror
+        return JsonResponse({"error": f"Not renamed: {why}", "path": rel}, status=400)
     files.remove_empty_folders(path.parent, project.code_dir)
     new_rel = target.relative_to(project.code_dir.resolve()).as_posix()
     return JsonResponse(
@@ -429,12 +430,13 @@ def file_upload(request: HttpRequest, slug: str) -> JsonResponse:
     written: list[Path] = []
     for path, rel, upload in targets:
         try:
-            files.write_atomic(path, upload.chunks())
-        except OSError as exc:  # the disk is full, ...: none of them stays
+            files.write_atomic(path, upload.chunks(), replace=False)
+        except OSError as exc:  # the disk is full, a file made meanwhile: none of them stays
             for done in written:
                 done.unlink(missing_ok=True)
+            why = "it already exists" if isinstance(exc, FileExistsError) else exc.strerror
             return JsonResponse(
-                {"error": f"Nothing uploaded: cannot write {rel}: {exc.strerror}"}, status=400
+                {"error": f"Nothing uploaded: cannot write {rel}: {why}"}, status=400
             )
         written.append(path)
     return JsonResponse({"ok": True, "paths": [rel for _, rel, _ in targets]})

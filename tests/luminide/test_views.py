@@ -433,7 +433,7 @@ def test_rename_refuses_what_new_file_refuses_and_keeps_every_file(client, owner
         ("train.py", "../secret.py"): "Not renamed: ../secret.py: '..' is not allowed",
         ("train.py", "/tmp/x.py"): "Not renamed: /tmp/x.py: absolute paths are not allowed",
         ("train.py", "sub/"): "Not renamed: sub/: name a file, not a folder",
-        ("train.py", ""): "Not renamed: : invalid path",
+        ("train.py", ""): "Not renamed: a new name is required (e.g. model.py or sub/model.py)",
         ("train.py", "__pycache__/t.py"): "Not renamed: __pycache__/t.py: the file tree does",
         ("train.py", "config.yaml/t.py"): "Not renamed: config.yaml/t.py: config.yaml is a file",
         ("missing.py", "new.py"): "missing.py: no such file",
@@ -544,10 +544,10 @@ def test_upload_that_cannot_be_written_leaves_no_file(client, owner, project, mo
 
     real = files.write_atomic
 
-    def full_disk(path, chunks):
+    def full_disk(path, chunks, **kwargs):
         if path.name == "second.py":
             raise OSError(28, "No space left on device")
-        real(path, chunks)
+        real(path, chunks, **kwargs)
 
     monkeypatch.setattr(files, "write_atomic", full_disk)
     response = upload(client_for(client, owner), project, [file("first.py"), file("second.py")])

@@ -8,6 +8,7 @@ downloads).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -199,8 +200,17 @@ def write_atomic(path: Path, chunks: Iterable[bytes], *, replace: bool = True) -
 
 def move_no_replace(source: Path, target: Path) -> None:
     """Move the file ``source`` to ``target``; FileExistsError if ``target`` exists, checked
-    atomically (a hard link fails on an existing name; ``rename`` would replace it)."""
-    os.link(source, target)
+    atomically (a hard link fails on an existing name; ``rename`` would replace it). On a file
+    system without hard links the check and the move are two steps."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:  # EPERM / ENOTSUP: no hard links here
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(target)) from None
+        source.rename(target)
+        return
     source.unlink()
 
 

@@ -30,3 +30,18 @@ def test_move_without_replace(tmp_path):
     target.unlink()
     files.move_no_replace(source, target)
     assert not source.exists() and target.read_text() == "a"
+
+
+def test_move_without_replace_where_hard_links_are_not_supported(tmp_path, monkeypatch):
+    def no_links(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("os.link", no_links)
+    source, target = tmp_path / "a.py", tmp_path / "b.py"
+    source.write_text("a")
+    target.write_text("b")
+    with pytest.raises(FileExistsError):
+        files.move_no_replace(source, target)
+    target.unlink()
+    files.move_no_replace(source, target)
+    assert not source.exists() and target.read_text() == "a"

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import DEMO_PASSWORD
+
+
+def login(page: Page, url: str) -> None:
+    """Log in as the demo user; lands on the project list."""
+    page.goto(url + "/login/")
+    page.fill("#id_username", "demo")
+    page.fill("#id_password", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/projects/$"))
 
 
 def shot(page: Page, screenshot_dir: Path, name: str) -> None:

@@ -15,18 +15,9 @@ import shutil
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import DEMO_PASSWORD
-from tests.e2e.pages import shot
+from tests.e2e.pages import login, shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def login(page: Page, url: str) -> None:
-    page.goto(url + "/login/")
-    page.fill("#id_username", "demo")
-    page.fill("#id_password", DEMO_PASSWORD)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/projects/$"))
 
 
 def text_file(name: str, text: str) -> dict:

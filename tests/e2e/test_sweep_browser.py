@@ -15,8 +15,8 @@ import pytest
 import yaml
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import DEMO_PASSWORD, REPO
-from tests.e2e.pages import shot
+from tests.e2e.conftest import REPO
+from tests.e2e.pages import login, shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,14 +26,6 @@ TINY = '#!/usr/bin/env bash\nset -euo pipefail\npython ../code/train.py --epochs
 
 def ranker_shipped() -> bool:
     return any((REPO / "ranking" / "models").glob("early_ranker*"))
-
-
-def login(page: Page, url: str) -> None:
-    page.goto(url + "/login/")
-    page.fill("#id_username", "demo")
-    page.fill("#id_password", DEMO_PASSWORD)
-    page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/projects/$"))
 
 
 def test_fast_sweep_live_then_use_tuned_config(app: Page, luminide_stack, screenshot_dir):

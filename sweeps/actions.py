@@ -376,7 +376,8 @@ def do_claim_trial(trial_id: int, *, hostname: str = "", task_id: str = "") -> T
             finished_at=None,
             node=node,
             attempts=F("attempts") + 1,
-            metadata=_metadata_with(trial_id, host=socket.gethostname()),
+            # The runner's process: the worker's heartbeat checks it is still alive.
+            metadata=_metadata_with(trial_id, host=socket.gethostname(), runner_pid=os.getpid()),
         )
         if not claimed:
             return None
@@ -830,6 +831,36 @@ def do_mark_lost_nodes(now=None) -> list[str]:
                 f"(none for {settings.LUMINIDE_NODE_TIMEOUT_SECONDS} s)",
             )
     return lost
+
+
+def do_fail_trials_of_dead_runners(hostname: str) -> list[Trial]:
+    """Fail (a sweep retries them once) this worker's RUNNING trials whose runner process
+    died: a pool child killed by SIGKILL or the OOM killer. Celery starts a new child and
+    drops the task's redelivery (the trial is no longer QUEUED), and the worker keeps sending
+    heartbeats, so without this check such a trial would stay RUNNING for ever.
+
+    Called from the worker's heartbeat (its main process, the parent of the pool children).
+
+    Returns:
+        The trials failed.
+    """
+    from luminide.launcher import child_pids, process_alive
+
+    me, host = os.getpid(), socket.gethostname()
+    running = Trial.objects.filter(state=RunState.RUNNING, node__hostname=hostname)
+    failed, children = [], None
+    for trial in running.select_related("experiment", "node"):
+        meta = trial.metadata or {}
+        pid = meta.get("runner_pid")
+        if meta.get("host") != host or not pid or pid == me:  # elsewhere, or a solo pool
+            continue
+        children = child_pids(me) if children is None else children
+        if pid not in children or not process_alive(pid):  # gone, or a zombie not reaped yet
+            _fail_lost_trial(
+                trial, f"lost worker: the process running it on {hostname} died (pid {pid})"
+            )
+            failed.append(trial)
+    return failed
 
 
 def _fail_lost_trial(trial: Trial, reason: str) -> None:

@@ -104,6 +104,9 @@ def _heartbeat_loop(hostname: str) -> None:
                 )
                 info = None
             actions.do_heartbeat_node(hostname)
+            dead = actions.do_fail_trials_of_dead_runners(hostname)
+            if dead:
+                log.warning("trials whose runner process died: %s", ", ".join(map(str, dead)))
             lost = actions.do_mark_lost_nodes()
             if lost:
                 log.warning("nodes lost (no heartbeat): %s", ", ".join(lost))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 from datetime import timedelta
 
@@ -334,6 +336,37 @@ def test_mark_lost_nodes_fails_their_running_trials(project, sent):
     assert api_run.trials.get().state == RunState.RUNNING  # no node: not a worker's trial
     assert ComputeNode.objects.get(hostname="alive@host").state == ComputeNode.State.IDLE
     assert do_mark_lost_nodes() == []
+
+
+def test_a_trial_whose_runner_process_died_fails_at_the_next_heartbeat(project, sent):
+    """A pool child killed (SIGKILL, the OOM killer) while the worker lives on: the trial
+    must not stay RUNNING. This test process plays the worker's main process; its child
+    processes play the pool children."""
+    live = subprocess.Popen(["sleep", "30"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # gone and reaped
+    trials = {}
+    for name, pid in (("live", live.pid), ("dead", dead.pid), ("elsewhere", dead.pid)):
+        trial = do_claim_trial(factories.make_experiment(project).trials.get().pk, hostname="w@h")
+        host = socket.gethostname() if name != "elsewhere" else "another-machine"
+        Trial.objects.filter(pk=trial.pk).update(metadata={"host": host, "runner_pid": pid})
+        trials[name] = trial
+    try:
+        failed = actions.do_fail_trials_of_dead_runners("w@h")
+        # The claim records the runner: this process (as in a solo pool: never "dead").
+        claimed = do_claim_trial(factories.make_experiment(project).trials.get().pk, hostname="w@h")
+        assert claimed.metadata["runner_pid"] == os.getpid()
+        assert actions.do_fail_trials_of_dead_runners("w@h") == []
+    finally:
+        live.kill()
+        live.wait()
+    assert [t.pk for t in failed] == [trials["dead"].pk]
+    states = {name: Trial.objects.get(pk=t.pk) for name, t in trials.items()}
+    assert states["dead"].state == RunState.FAILED
+    assert states["dead"].failure_reason == (
+        f"lost worker: the process running it on w@h died (pid {dead.pid})"
+    )  # "lost worker": a sweep retries it once
+    assert states["live"].state == states["elsewhere"].state == RunState.RUNNING
 
 
 def test_register_node_fails_trials_of_its_previous_process(project, sent):

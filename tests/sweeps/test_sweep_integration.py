@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import signal
 
 import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
+from luminide.launcher import child_pids
 from luminide.models import ComputeNode
 from sweeps.models import Experiment, RunState, Trial
 from sweeps.sweep import do_start_sweep
@@ -101,6 +104,33 @@ def test_trial_of_a_killed_or_stopped_worker_is_retried_on_another(
     assert trial.node.hostname == celery_worker.name
     assert ComputeNode.objects.get(hostname=victim.name).state == ComputeNode.State.OFFLINE
     assert exp.state == RunState.COMPLETE
+
+
+def test_trial_whose_pool_process_was_killed_is_retried(project, celery_worker, start_worker):
+    """The worker lives on and Celery replaces its pool child (SIGKILL, the OOM killer): the
+    worker's heartbeat fails the trial as lost and the sweep runs it once more."""
+    victim = start_worker(name="victim-child@localhost")
+    (project.code_dir / "full.sh").write_text("sleep 20\n" + TINY_FULL)
+    exp = do_start_sweep(project, project.owner, n_trials=2, parallel=2, seed=1)
+    try:
+        trial = wait_for(
+            lambda: Trial.objects.filter(
+                experiment=exp, state=RunState.RUNNING, node__hostname=victim.name
+            ).first(),
+            90,
+            "a trial to start on the victim worker",
+        )
+        runner = trial.metadata["runner_pid"]  # the pool child that runs it
+        assert runner in child_pids(victim.proc.pid)
+        os.kill(runner, signal.SIGKILL)
+        wait_for(lambda: sweep_done(exp), 240, "the sweep to finish")
+    finally:
+        victim.stop()
+    trial.refresh_from_db()
+    assert trial.state == RunState.COMPLETE, trial.failure_reason
+    assert trial.attempts == 2
+    assert exp.state == RunState.COMPLETE
+    assert f"the process running it on {victim.name} died" in victim.output()
 
 
 def test_sweep_command_waits_and_reports_each_trial(project, celery_worker):

@@ -192,6 +192,13 @@ def running_launcher(
         stop_process_group(proc, 40)
 
 
+#: A worker that dies (killed, out of memory) is started again, at most this many times in
+#: RESTART_WINDOW_SECONDS; a crash loop stops everything instead. Its running trial fails as
+#: "lost worker" when the new one registers, and a sweep runs it again.
+WORKER_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 600
+
+
 class Launcher:
     def __init__(self) -> None:
         from django.conf import settings
@@ -339,11 +346,24 @@ class Launcher:
             self.start_worker()
             self.start_web()
             self.banner()
+            restarts: list[float] = []
             while True:
-                for name, proc in self.children:
-                    if proc.poll() is not None:
+                for name, proc in list(self.children):
+                    if proc.poll() is None:
+                        continue
+                    now = time.monotonic()
+                    restarts = [t for t in restarts if now - t < RESTART_WINDOW_SECONDS]
+                    if name != "worker" or len(restarts) >= WORKER_RESTARTS:
                         _log(f"{name} exited with code {proc.returncode}; stopping everything")
                         return 1
+                    restarts.append(now)
+                    _log(
+                        f"worker exited with code {proc.returncode}; starting it again "
+                        f"(restart {len(restarts)} of at most {WORKER_RESTARTS} in "
+                        f"{RESTART_WINDOW_SECONDS // 60} minutes)"
+                    )
+                    self.children.remove((name, proc))
+                    self.start_worker()
                 time.sleep(0.5)
         except KeyboardInterrupt:
             _log("stopping (Ctrl-C / SIGTERM)")

@@ -53,6 +53,20 @@ def test_launcher_starts_and_stops_everything():
         assert len(daphnes) == 2, "LUMINIDE_WEB_PROCESSES=2 starts two daphne processes"
         pids += daphnes
         assert all(process_alive(p) for p in pids)
+
+        # A worker killed (e.g. by the out-of-memory killer) is started again; the rest stays.
+        worker_pid = int((root / "var" / "worker.pid").read_text())
+        pids.remove(worker_pid)
+        os.kill(worker_pid, signal.SIGKILL)
+        while "worker exited with code -9; starting it again" not in log.read_text():
+            assert time.monotonic() < deadline + 60, log.read_text()[-3000:]
+            time.sleep(0.2)
+        pid_file = root / "var" / "worker.pid"  # written by the new worker once it runs
+        while not pid_file.exists() or int(pid_file.read_text() or 0) in (0, worker_pid):
+            assert time.monotonic() < deadline + 60, log.read_text()[-3000:]
+            time.sleep(0.2)
+        pids.append(int(pid_file.read_text()))
+        assert proc.poll() is None and all(process_alive(p) for p in pids)
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
     assert rc == 0, log.read_text()[-3000:]

@@ -308,9 +308,12 @@ class Launcher:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        """Stop every child's process group, web first, Redis last."""
+        """Stop every child's process group: the worker first (the trials it interrupts still
+        reach open pages; stopped after the web server, it would publish into queues nobody
+        reads), then the web server, Redis last."""
         self.stopping = True
-        for name, proc in reversed(self.children):
+        order = sorted(self.children, key=lambda child: (child[0] == "redis", child[0] != "worker"))
+        for name, proc in order:
             if proc.poll() is None:
                 _log(f"stopping {name} (pid {proc.pid})")
             if not stop_process_group(proc, STOP_GRACE_SECONDS):

@@ -54,6 +54,11 @@ FINISHED_STATES = (RunState.COMPLETE, RunState.FAILED, RunState.CANCELLED, RunSt
 # ---------------------------------------------------------------------------------------
 
 
+#: Seconds between two warnings about live events that could not be published.
+PUBLISH_WARNING_SECONDS = 30.0
+_publish_failures = {"logged_at": -math.inf, "unlogged": 0}
+
+
 def send_event_now(experiment_id: int, *events_: dict) -> None:
     """Publish ``events_`` to the experiment's group, in order, as one channel-layer message;
     delivery is best effort (at most once). The hop to the event loop and the Redis publish
@@ -69,12 +74,21 @@ def send_event_now(experiment_id: int, *events_: dict) -> None:
     try:
         async_to_sync(layer.group_send)(events.group_name(experiment_id), message)
     except Exception as exc:  # never fail the caller over a hint: clients re-sync
+        # Once per PUBLISH_WARNING_SECONDS: while Redis is down every history row fails.
+        now = time.monotonic()
+        if now - _publish_failures["logged_at"] < PUBLISH_WARNING_SECONDS:
+            _publish_failures["unlogged"] += 1
+            return
         log.warning(
-            "could not publish %s to experiment %s: %r",
+            "could not publish %s to experiment %s: %r%s",
             ", ".join(e.get("type", "?") for e in events_),
             experiment_id,
             exc,
+            f" (and {_publish_failures['unlogged']} more since the last warning)"
+            if _publish_failures["unlogged"]
+            else "",
         )
+        _publish_failures.update(logged_at=now, unlogged=0)
 
 
 def send_event_on_commit(experiment_id: int, *events_: dict) -> None:

@@ -474,6 +474,7 @@ def sweep_stop(request: HttpRequest, slug: str, number: int) -> HttpResponse:
 def sweep_resume(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     """Resume a stopped sweep; with ``add_trials`` N, run N more trials (any state)."""
     experiment = _get_sweep_for_user(request, slug, number)
+    was_running = experiment.state in ACTIVE_STATES
     try:
         add = _form_int(request, "add_trials", 0, "add trials")
         if add < 0 or ("add_trials" in request.POST and add == 0):
@@ -482,8 +483,11 @@ def sweep_resume(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     except SweepError as exc:
         messages.error(request, str(exc))
         return _back(experiment)
-    extra = f" with {add} more trials" if add else ""
-    messages.success(request, f"{experiment.name} resumed{extra}.")
+    if add and was_running:
+        messages.success(request, f"{experiment.name}: {add} more trials added.")
+    else:
+        extra = f" with {add} more trials" if add else ""
+        messages.success(request, f"{experiment.name} resumed{extra}.")
     return _back(experiment)
 
 

@@ -369,6 +369,29 @@ def test_a_trial_whose_runner_process_died_fails_at_the_next_heartbeat(project, 
     assert states["live"].state == states["elsewhere"].state == RunState.RUNNING
 
 
+def test_failed_publishes_are_logged_once_per_period(monkeypatch, caplog):
+    """While Redis is down every history row's event fails: one warning per 30 s, with how
+    many were not logged, instead of one per row."""
+
+    class DownLayer:
+        async def group_send(self, group, message):
+            raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr("channels.layers.get_channel_layer", lambda: DownLayer())
+    monkeypatch.setitem(actions._publish_failures, "logged_at", -1e9)
+    monkeypatch.setitem(actions._publish_failures, "unlogged", 0)
+    clock = [1000.0]
+    monkeypatch.setattr(actions.time, "monotonic", lambda: clock[0])
+    for _ in range(3):
+        actions.send_event_now(7, {"type": "history.rows"})
+    clock[0] += actions.PUBLISH_WARNING_SECONDS
+    actions.send_event_now(7, {"type": "history.rows"})
+    warnings = [r.getMessage() for r in caplog.records if "could not publish" in r.getMessage()]
+    assert len(warnings) == 2
+    assert warnings[0].endswith("ConnectionError('Redis is down')")
+    assert warnings[1].endswith("(and 2 more since the last warning)")
+
+
 def test_register_node_fails_trials_of_its_previous_process(project, sent):
     trial = do_claim_trial(factories.make_experiment(project).trials.get().pk, hostname="w@h")
     Trial.objects.filter(pk=trial.pk).update(started_at=timezone.now() - timedelta(seconds=5))

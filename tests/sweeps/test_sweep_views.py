@@ -379,12 +379,15 @@ def test_stop_then_resume_then_add_trials(client, project, owner):
     page = client.get(url("experiment_detail", exp)).content.decode()
     assert 'id="resume-button"' in page and 'id="stop-button"' not in page
 
-    assert client.post(url("sweep_resume", exp)).status_code == 302
+    response = client.post(url("sweep_resume", exp), follow=True)
+    assert f"{exp.name} resumed." in response.content.decode()
     exp.refresh_from_db()
     assert exp.state == RunState.RUNNING
     assert exp.trials.filter(state=RunState.QUEUED).count() == 1
 
-    client.post(url("sweep_resume", exp), {"add_trials": "4"})
+    # Trials added to a running sweep: it was not "resumed".
+    response = client.post(url("sweep_resume", exp), {"add_trials": "4"}, follow=True)
+    assert f"{exp.name}: 4 more trials added." in response.content.decode()
     exp.refresh_from_db()
     assert exp.spec["n_trials"] == 7
     response = client.post(url("sweep_resume", exp), {"add_trials": "0"}, follow=True)

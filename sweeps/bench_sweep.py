@@ -76,7 +76,7 @@ def populate_sweep(project, n_trials: int = 1000, n_epochs: int = 50, seed: int 
                 experiment=exp,
                 number=k,
                 state=RunState.FAILED if failed else RunState.COMPLETE,
-                failure_reason="exit code 1\nRuntimeError: diverged" if failed else "",
+                failure_reason="exit code 1: RuntimeError: diverged" if failed else "",
                 params={
                     "arch": rng.choice(["small", "wide", "deep"]),
                     "optimizer": rng.choice(["sgd", "adam"]),

@@ -46,6 +46,7 @@ class TrialPoint:
     seconds: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     failure_reason: str = ""
+    retried_after: str = ""  # why its first attempt was lost (a sweep ran it once more)
 
 
 def is_finite(v: float | None) -> bool:
@@ -91,7 +92,11 @@ def trial_rows(trials: Sequence[TrialPoint], ranks: Mapping[int, int]) -> list[d
     """Table rows (and the per-trial facts the charts colour by), JSON-safe."""
     rows = []
     for t in sorted(trials, key=lambda t: t.number):
+        # The first line says it: "exit code 1: ValueError: …", "diverged: …", "lost worker: …".
         reason = t.failure_reason.strip().splitlines()
+        note = reason[0] if reason else ""
+        if not note and t.retried_after:
+            note = f"ran twice: the first attempt {t.retried_after}"
         rows.append(
             {
                 "number": t.number,
@@ -104,7 +109,7 @@ def trial_rows(trials: Sequence[TrialPoint], ranks: Mapping[int, int]) -> list[d
                 "best_val_loss": json_float(t.best_val_loss),
                 "epochs": t.epochs,
                 "seconds": None if t.seconds is None else round(t.seconds, 1),
-                "reason": reason[-1][:300] if reason else "",
+                "reason": note[:300],
             }
         )
     return rows

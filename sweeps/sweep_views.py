@@ -28,6 +28,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db import connection
+from django.db.models.fields.json import KT
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -216,20 +217,37 @@ def _best_tuned_run(runs: list[Experiment]) -> Experiment | None:
 
 def _points(experiment: Experiment) -> list[sweep_charts.TrialPoint]:
     now = timezone.now()
-    rows = experiment.trials.order_by("number").values_list(
-        "number",
-        "state",
-        "value",
-        "score",
-        "best_val_loss",
-        "epochs_done",
-        "started_at",
-        "finished_at",
-        "params",
-        "failure_reason",
+    rows = (
+        experiment.trials.order_by("number")
+        .annotate(retried_after=KT("metadata__retried_after"))
+        .values_list(
+            "number",
+            "state",
+            "value",
+            "score",
+            "best_val_loss",
+            "epochs_done",
+            "started_at",
+            "finished_at",
+            "params",
+            "failure_reason",
+            "retried_after",
+        )
     )
     points = []
-    for number, state, value, score, best, epochs, started, finished, params, reason in rows:
+    for (
+        number,
+        state,
+        value,
+        score,
+        best,
+        epochs,
+        started,
+        finished,
+        params,
+        reason,
+        retried,
+    ) in rows:
         seconds = None
         if started is not None:
             seconds = ((finished or now) - started).total_seconds()
@@ -244,6 +262,7 @@ def _points(experiment: Experiment) -> list[sweep_charts.TrialPoint]:
                 seconds=seconds,
                 params=params or {},
                 failure_reason=reason or "",
+                retried_after=retried or "",
             )
         )
     return points

@@ -25,12 +25,19 @@ def strict_json(obj) -> str:
 def trials() -> list[TrialPoint]:
     return [
         TrialPoint(0, "complete", value=0.5, score=0.5, epochs=3, params={"lr": 0.01}),
-        TrialPoint(1, "failed", value=None, score=INF, epochs=1, failure_reason="exit 1\nboom"),
+        TrialPoint(
+            1,
+            "failed",
+            value=None,
+            score=INF,
+            epochs=1,
+            failure_reason="exit code 1: RuntimeError: boom\nwarning\nTraceback …\nRuntimeError: boom",
+        ),
         TrialPoint(2, "complete", value=0.3, score=0.3, epochs=3, params={"lr": 0.001}),
         TrialPoint(3, "running", value=None, score=0.2, epochs=2),
         TrialPoint(4, "complete", value=0.3, score=0.3, epochs=3),  # tie with 2
         TrialPoint(5, "pruned", value=None, epochs=1),
-        TrialPoint(6, "complete", value=0.7, epochs=3),
+        TrialPoint(6, "complete", value=0.7, epochs=3, retried_after="lost its worker (w@h died)"),
         TrialPoint(7, "cancelled", epochs=0),
         TrialPoint(8, "complete", value=INF, epochs=3),  # diverged: no rank
         TrialPoint(9, "queued"),
@@ -57,7 +64,9 @@ def test_rows_grey_failed_pruned_cancelled_and_encode_nonfinite(trials):
     assert rows[2]["rank"] == 1 and rows[3]["rank"] is None
     assert rows[1]["score"] == "inf"
     assert rows[8]["value"] == "inf"
-    assert rows[1]["reason"] == "boom"  # last line of the failure reason
+    assert rows[1]["reason"] == "exit code 1: RuntimeError: boom"  # its first line
+    assert rows[6]["reason"] == "ran twice: the first attempt lost its worker (w@h died)"
+    assert rows[0]["reason"] == ""
     assert rows[9]["value"] is None
     strict_json(rows)
 

@@ -131,6 +131,10 @@ def test_trial_whose_pool_process_was_killed_is_retried(project, celery_worker, 
     assert trial.attempts == 2
     assert exp.state == RunState.COMPLETE
     assert f"the process running it on {victim.name} died" in victim.output()
+    # The trials table says why it ran twice.
+    assert trial.metadata["retried_after"].startswith(
+        f"lost its worker (the process running it on {victim.name} died"
+    )
 
 
 def test_sweep_command_waits_and_reports_each_trial(project, celery_worker):

@@ -88,7 +88,11 @@ def make_sweep(project, *, fast=False, state=RunState.COMPLETE, tuned=True, stud
             params=params,
             started_at=now - timedelta(minutes=2),
             finished_at=None if trial_state == RunState.RUNNING else now,
-            failure_reason="exit code 1\nRuntimeError: boom" if trial_state == "failed" else "",
+            failure_reason=(
+                "exit code 1: RuntimeError: boom\nRuntimeError: boom"
+                if trial_state == "failed"
+                else ""
+            ),
         )
         n_epochs = 1 if trial_state == RunState.FAILED else 3
         for e in range(n_epochs):
@@ -218,7 +222,7 @@ def test_data_payload(client, project, owner):
     assert data["experiment"]["has_tuned"] is True
     rows = {r["number"]: r for r in data["trials"]}
     assert rows[1]["rank"] == 1 and rows[0]["rank"] == 2
-    assert rows[2]["greyed"] and rows[2]["reason"] == "RuntimeError: boom"
+    assert rows[2]["greyed"] and rows[2]["reason"] == "exit code 1: RuntimeError: boom"
     assert rows[3]["state"] == "running" and rows[3]["rank"] is None
     assert data["counts"] == {"complete": 2, "failed": 1, "running": 1}
     assert data["epochs_total"] == 10

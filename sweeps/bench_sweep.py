@@ -36,6 +36,8 @@ parameters:
   batch_size: {distribution: q_uniform, min: 8, max: 128, q: 8}
   dropout:    {distribution: uniform, min: 0.0, max: 0.6}
 """
+# Every searched parameter has its default here (a sweep refuses one that has not).
+CONFIG_YAML = "arch: small\noptimizer: sgd\nlr: 0.01\nbatch_size: 32\ndropout: 0.2\nseed: 0\n"
 
 
 def _report(title: str, rows: list[tuple[str, str]]) -> None:
@@ -316,7 +318,7 @@ def bench_trial_overhead(n_trials: int = 10, timeout: float = 300) -> dict:
         env["LUMINIDE_BENCH_FILES"] = json.dumps(
             {
                 "sweep.yaml": SWEEP_YAML,
-                "config.yaml": "lr: 0.01\nseed: 0\n",
+                "config.yaml": CONFIG_YAML,
                 "full.sh": OVERHEAD_SCRIPT,
             }
         )

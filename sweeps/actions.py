@@ -8,6 +8,7 @@ database does not have. Views, API handlers, tasks and management commands call 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import math
@@ -57,6 +58,7 @@ FINISHED_STATES = (RunState.COMPLETE, RunState.FAILED, RunState.CANCELLED, RunSt
 #: Seconds between two warnings about live events that could not be published.
 PUBLISH_WARNING_SECONDS = 30.0
 _publish_failures = {"logged_at": -math.inf, "unlogged": 0}
+_publish_clock = time.monotonic  # a test's own clock, without touching the time module
 
 
 def send_event_now(experiment_id: int, *events_: dict) -> None:
@@ -75,7 +77,7 @@ def send_event_now(experiment_id: int, *events_: dict) -> None:
         async_to_sync(layer.group_send)(events.group_name(experiment_id), message)
     except Exception as exc:  # never fail the caller over a hint: clients re-sync
         # Once per PUBLISH_WARNING_SECONDS: while Redis is down every history row fails.
-        now = time.monotonic()
+        now = _publish_clock()
         if now - _publish_failures["logged_at"] < PUBLISH_WARNING_SECONDS:
             _publish_failures["unlogged"] += 1
             return
@@ -390,8 +392,12 @@ def do_claim_trial(trial_id: int, *, hostname: str = "", task_id: str = "") -> T
             finished_at=None,
             node=node,
             attempts=F("attempts") + 1,
-            # The runner's process: the worker's heartbeat checks it is still alive.
-            metadata=_metadata_with(trial_id, host=socket.gethostname(), runner_pid=os.getpid()),
+            # Who runs it: the worker's heartbeat checks that process is still alive.
+            metadata=_metadata_with(
+                trial_id,
+                host=socket.gethostname(),
+                runner={"machine": machine_id(), "worker": os.getppid(), "pid": os.getpid()},
+            ),
         )
         if not claimed:
             return None
@@ -860,30 +866,55 @@ def do_fail_trials_of_dead_runners(hostname: str) -> list[Trial]:
     """
     from luminide.launcher import child_pids, process_alive
 
-    me, host = os.getpid(), socket.gethostname()
+    if not Path("/proc").is_dir():  # Linux only: the pool children are looked up in /proc
+        return []
+    me, machine = os.getpid(), machine_id()
     running = Trial.objects.filter(state=RunState.RUNNING, node__hostname=hostname)
     failed, children = [], None
     for trial in running.select_related("experiment", "node"):
-        meta = trial.metadata or {}
-        pid = meta.get("runner_pid")
-        if meta.get("host") != host or not pid or pid == me:  # elsewhere, or a solo pool
+        runner = (trial.metadata or {}).get("runner") or {}
+        # Only this worker's pool children: not another worker that shares the node name,
+        # nor a solo pool (the runner is this process; its parent is not).
+        if runner.get("machine") != machine or runner.get("worker") != me:
             continue
+        pid = runner.get("pid")
         children = child_pids(me) if children is None else children
         if pid not in children or not process_alive(pid):  # gone, or a zombie not reaped yet
-            _fail_lost_trial(
-                trial, f"lost worker: the process running it on {hostname} died (pid {pid})"
-            )
-            failed.append(trial)
+            reason = f"lost worker: the process running it on {hostname} died (pid {pid})"
+            if _fail_lost_trial(trial, reason, from_states=(RunState.RUNNING,)):
+                failed.append(trial)
     return failed
 
 
-def _fail_lost_trial(trial: Trial, reason: str) -> None:
-    pid, host = trial.pid, (trial.metadata or {}).get("host")
-    if do_finish_trial(trial, RunState.FAILED, reason=reason):
-        log.warning("%s: %s", trial, reason)
-        if pid and host == socket.gethostname():
-            # The training process outlives its dead worker (own process group): stop it.
-            transaction.on_commit(lambda: _kill_group(pid))
+@functools.cache
+def machine_id() -> str:
+    """This machine and pid namespace (pids compare only within one): the boot id and the
+    namespace's inode, or the host name where ``/proc`` is missing."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return socket.gethostname()
+
+
+def _fail_lost_trial(
+    trial: Trial, reason: str, from_states: tuple[str, ...] = ACTIVE_STATES
+) -> bool:
+    meta = trial.metadata or {}
+    pid = trial.pid
+    runner = meta.get("runner") or {}
+    here = (
+        runner.get("machine") == machine_id()
+        if runner
+        else meta.get("host") == socket.gethostname()
+    )
+    if not do_finish_trial(trial, RunState.FAILED, reason=reason, from_states=from_states):
+        return False
+    log.warning("%s: %s", trial, reason)
+    if pid and here:
+        # The training process outlives its dead worker (own process group): stop it.
+        transaction.on_commit(lambda: _kill_group(pid))
+    return True
 
 
 def _kill_group(pid: int) -> None:

@@ -104,15 +104,25 @@ def _heartbeat_loop(hostname: str) -> None:
                 )
                 info = None
             actions.do_heartbeat_node(hostname)
+        except Exception:  # the database may be briefly unavailable; beat again later
+            log.exception("heartbeat failed")
+        # Each check on its own: one that keeps failing must not stop the others.
+        try:
             dead = actions.do_fail_trials_of_dead_runners(hostname)
             if dead:
                 log.warning("trials whose runner process died: %s", ", ".join(map(str, dead)))
+        except Exception:
+            log.exception("could not check this worker's runner processes")
+        try:
             lost = actions.do_mark_lost_nodes()
             if lost:
                 log.warning("nodes lost (no heartbeat): %s", ", ".join(lost))
+        except Exception:
+            log.exception("could not check for lost nodes")
+        try:
             run_id = reconcile_after_redis_restart(run_id)
-        except Exception:  # the database may be briefly unavailable; beat again later
-            log.exception("heartbeat failed")
+        except Exception:
+            log.exception("could not check for a restarted Redis")
         if _stop.wait(interval):
             return
 

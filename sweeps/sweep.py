@@ -287,7 +287,7 @@ def _retry_lost_trial(experiment: Experiment, trial: Trial) -> bool:
         return False
     with transaction.atomic():
         metadata = {k: v for k, v in trial.metadata.items() if k != "history"}
-        # The trials table says why it ran twice ("lost worker: … died"): its reason clears.
+        # The trials table says why it was retried ("lost worker: … died"): its reason clears.
         lost = trial.failure_reason.splitlines()[0].removeprefix(LOST_WORKER_PREFIX + ": ")
         metadata["retried_after"] = f"lost its worker ({lost})"[:300]
         # The retry starts from scratch: the lost attempt's rows would mix with the new ones.

@@ -96,7 +96,7 @@ def trial_rows(trials: Sequence[TrialPoint], ranks: Mapping[int, int]) -> list[d
         reason = t.failure_reason.strip().splitlines()
         note = reason[0] if reason else ""
         if not note and t.retried_after:
-            note = f"ran twice: the first attempt {t.retried_after}"
+            note = f"retried: the first attempt {t.retried_after}"
         rows.append(
             {
                 "number": t.number,

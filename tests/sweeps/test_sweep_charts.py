@@ -65,7 +65,7 @@ def test_rows_grey_failed_pruned_cancelled_and_encode_nonfinite(trials):
     assert rows[1]["score"] == "inf"
     assert rows[8]["value"] == "inf"
     assert rows[1]["reason"] == "exit code 1: RuntimeError: boom"  # its first line
-    assert rows[6]["reason"] == "ran twice: the first attempt lost its worker (w@h died)"
+    assert rows[6]["reason"] == "retried: the first attempt lost its worker (w@h died)"
     assert rows[0]["reason"] == ""
     assert rows[9]["value"] is None
     strict_json(rows)

@@ -120,7 +120,7 @@ def test_trial_whose_pool_process_was_killed_is_retried(project, celery_worker, 
             90,
             "a trial to start on the victim worker",
         )
-        runner = trial.metadata["runner_pid"]  # the pool child that runs it
+        runner = trial.metadata["runner"]["pid"]  # the pool child that runs it
         assert runner in child_pids(victim.proc.pid)
         os.kill(runner, signal.SIGKILL)
         wait_for(lambda: sweep_done(exp), 240, "the sweep to finish")
@@ -131,7 +131,7 @@ def test_trial_whose_pool_process_was_killed_is_retried(project, celery_worker, 
     assert trial.attempts == 2
     assert exp.state == RunState.COMPLETE
     assert f"the process running it on {victim.name} died" in victim.output()
-    # The trials table says why it ran twice.
+    # The trials table says why it was retried.
     assert trial.metadata["retried_after"].startswith(
         f"lost its worker (the process running it on {victim.name} died"
     )

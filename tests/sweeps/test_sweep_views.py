@@ -223,6 +223,7 @@ def test_data_payload(client, project, owner):
     rows = {r["number"]: r for r in data["trials"]}
     assert rows[1]["rank"] == 1 and rows[0]["rank"] == 2
     assert rows[2]["greyed"] and rows[2]["reason"] == "exit code 1: RuntimeError: boom"
+    assert rows[0]["reason"] == ""
     assert rows[3]["state"] == "running" and rows[3]["rank"] is None
     assert data["counts"] == {"complete": 2, "failed": 1, "running": 1}
     assert data["epochs_total"] == 10
@@ -238,6 +239,13 @@ def test_data_payload(client, project, owner):
     assert set(some["curves"]) == {"3"} and len(some["trials"]) == 4
     none = strict_json(client.get(url("sweep_data", exp) + "?curves="))
     assert none["curves"] == {}
+    # A trial run again after a lost worker says why (read from its metadata).
+    Trial.objects.filter(experiment=exp, number=0).update(
+        metadata={"retried_after": "lost its worker (w@h died)"}
+    )
+    again_data = strict_json(client.get(url("sweep_data", exp)))
+    again = {r["number"]: r for r in again_data["trials"]}[0]
+    assert again["reason"] == "retried: the first attempt lost its worker (w@h died)"
 
 
 def test_a_sweep_stored_with_a_w_and_b_section_still_draws(client, project, owner):

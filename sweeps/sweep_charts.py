@@ -14,6 +14,7 @@ JSON has no NaN or infinity: every float goes through :func:`sweeps.history.json
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,8 @@ def trial_rows(trials: Sequence[TrialPoint], ranks: Mapping[int, int]) -> list[d
         # The first line says it: "exit code 1: ValueError: …", "diverged: …", "lost worker: …".
         reason = t.failure_reason.strip().splitlines()
         note = reason[0] if reason else ""
+        if len(reason) > 1 and re.fullmatch(r"exit code -?\d+", note):
+            note = f"{note}: {reason[-1]}"  # stored before the error came first
         if not note and t.retried_after:
             note = f"retried: the first attempt {t.retried_after}"
         rows.append(

@@ -36,7 +36,9 @@ def trials() -> list[TrialPoint]:
         TrialPoint(2, "complete", value=0.3, score=0.3, epochs=3, params={"lr": 0.001}),
         TrialPoint(3, "running", value=None, score=0.2, epochs=2),
         TrialPoint(4, "complete", value=0.3, score=0.3, epochs=3),  # tie with 2
-        TrialPoint(5, "pruned", value=None, epochs=1),
+        TrialPoint(
+            5, "pruned", value=None, epochs=1, failure_reason="exit code 1\nwarn\nOSError: x"
+        ),
         TrialPoint(6, "complete", value=0.7, epochs=3, retried_after="lost its worker (w@h died)"),
         TrialPoint(7, "cancelled", epochs=0),
         TrialPoint(8, "complete", value=INF, epochs=3),  # diverged: no rank
@@ -67,6 +69,7 @@ def test_rows_grey_failed_pruned_cancelled_and_encode_nonfinite(trials):
     assert rows[1]["reason"] == "exit code 1: RuntimeError: boom"  # its first line
     assert rows[6]["reason"] == "retried: the first attempt lost its worker (w@h died)"
     assert rows[0]["reason"] == ""
+    assert rows[5]["reason"] == "exit code 1: OSError: x"  # a reason stored the old way
     assert rows[9]["value"] is None
     strict_json(rows)
 

@@ -247,8 +247,10 @@ def _divergence(trial: Trial) -> str:
         return f"diverged: the val loss of its last epoch ({last_epoch[0]}) is not finite"
     last = HistoryChunk.objects.filter(trial=trial).aggregate(last=Max("last_epoch"))["last"]
     rows = read_trial_history(trial, min_epoch=last) if last is not None else None
+    if not rows:
+        return ""
     for name in ("train_loss", "val_loss", "epoch_val_loss"):
-        if rows is not None and len(rows) and np.isinf(getattr(rows, name)[-1]):
+        if np.isinf(getattr(rows, name)[-1]):
             return f"diverged: the {name} of the last row of history.csv is not finite"
     return ""
 

@@ -220,7 +220,7 @@ def _points(experiment: Experiment) -> list[sweep_charts.TrialPoint]:
     rows = (
         experiment.trials.order_by("number")
         .annotate(retried_after=KT("metadata__retried_after"))
-        .values_list(
+        .values(
             "number",
             "state",
             "value",
@@ -234,38 +234,25 @@ def _points(experiment: Experiment) -> list[sweep_charts.TrialPoint]:
             "retried_after",
         )
     )
-    points = []
-    for (
-        number,
-        state,
-        value,
-        score,
-        best,
-        epochs,
-        started,
-        finished,
-        params,
-        reason,
-        retried,
-    ) in rows:
-        seconds = None
-        if started is not None:
-            seconds = ((finished or now) - started).total_seconds()
-        points.append(
-            sweep_charts.TrialPoint(
-                number=number,
-                state=state,
-                value=value,
-                score=score,
-                best_val_loss=best,
-                epochs=epochs,
-                seconds=seconds,
-                params=params or {},
-                failure_reason=reason or "",
-                retried_after=retried or "",
-            )
+    return [
+        sweep_charts.TrialPoint(
+            number=row["number"],
+            state=row["state"],
+            value=row["value"],
+            score=row["score"],
+            best_val_loss=row["best_val_loss"],
+            epochs=row["epochs_done"],
+            seconds=(
+                None
+                if row["started_at"] is None
+                else ((row["finished_at"] or now) - row["started_at"]).total_seconds()
+            ),
+            params=row["params"] or {},
+            failure_reason=row["failure_reason"] or "",
+            retried_after=row["retried_after"] or "",
         )
-    return points
+        for row in rows
+    ]
 
 
 def _param_specs(experiment: Experiment) -> list[dict]:

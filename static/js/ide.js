@@ -79,13 +79,13 @@
     errorEl.textContent = text;
   }
 
-  // POST a JSON body; the reply's JSON, or an error naming the HTTP status.
+  // POST a JSON body (or a form's FormData, sent as multipart); the reply's JSON, or an
+  // error naming the HTTP status.
   async function postJson(url, body, failed) {
-    const resp = await fetch(url, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: JSON.stringify(body),
-    });
+    const form = body instanceof FormData;
+    const headers = { "X-CSRFToken": csrf, Accept: "application/json" };
+    if (!form) headers["Content-Type"] = "application/json";
+    const resp = await fetch(url, { method: "POST", headers: headers, body: form ? body : JSON.stringify(body) });
     const data = await resp.json().catch(() => ({ error: failed + " (HTTP " + resp.status + ")" }));
     return { ok: resp.ok, data: data };
   }
@@ -396,14 +396,9 @@
     }
     const button = document.getElementById("upload-button");
     button.disabled = true;
-    const resp = await fetch(uploadForm.dataset.url, {
-      method: "POST",
-      headers: { "X-CSRFToken": csrf, Accept: "application/json" },
-      body: new FormData(uploadForm),
-    });
-    const data = await resp.json().catch(() => ({ error: "Upload failed (HTTP " + resp.status + ")" }));
+    const { ok, data } = await postJson(uploadForm.dataset.url, new FormData(uploadForm), "Upload failed");
     button.disabled = false;
-    if (!resp.ok) {
+    if (!ok) {
       showUploadError(data.errors ? ["Nothing uploaded."].concat(data.errors) : [data.error]);
       return;
     }
